@@ -1,0 +1,26 @@
+# Each target sets up its own virtualenv (.venv) from setup.cfg; re-running is cheap (a stamp file).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.hms_infer-installed
+
+.PHONY: test demo venv clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch + torchvision first, as the pair this machine keeps on local disk (timm needs torchvision)
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(PY) -m hms_infer demo
+
+clean:
+	rm -rf $(VENV) demo_out build dist *.egg-info

@@ -1,0 +1,136 @@
+"""Command line: a thin layer over the package API.
+
+    python -m hms_infer --test-dir DIR --out submission.csv [options]     # the main command: predict
+    python -m hms_infer inputs|manifest|demo ...                          # see --help of each
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .constants import VIEWS
+from .errors import HMSInputError
+
+Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+
+
+def _add_runtime_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--manifest", type=Path, default=None,
+                   help="weights manifest (default: WEIGHTS_DIR/weights_manifest.yaml, else ./weights_manifest.yaml)")
+    p.add_argument("--weights-dir", type=Path, default=None,
+                   help="folder the manifest's checkpoint paths are relative to (default: the manifest's folder)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:0,cuda:1 (default auto: all GPUs)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+                   help="autocast dtype (default auto: fp16 on GPU, as validated in training; fp32 on CPU)")
+
+
+def _manifest_path(args: argparse.Namespace) -> Path:
+    if args.manifest is not None:
+        return args.manifest
+    if args.weights_dir is not None and (args.weights_dir / "weights_manifest.yaml").is_file():
+        return args.weights_dir / "weights_manifest.yaml"
+    return Path("weights_manifest.yaml")
+
+
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--test-dir", type=Path, required=True, help="folder with test.csv, test_eegs/, test_spectrograms/")
+    p.add_argument("--out", type=Path, required=True, help="submission CSV to write (atomically)")
+    _add_runtime_args(p)
+    p.add_argument("--tta", default=None, help=f"comma list of views from {','.join(VIEWS)} (overrides the manifest)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes (0: read in-process)")
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .ensemble import predict
+    predict(args.test_dir, args.out, _manifest_path(args), args.weights_dir, args.device, args.precision,
+            args.tta, args.batch_size, args.num_workers)
+    return 0
+
+
+def _inputs_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, required=True, help="competition folder")
+    p.add_argument("--split", choices=["test", "train"], default="test")
+    p.add_argument("--flip", default="none", help=f"view(s), comma-separated, from {','.join(VIEWS)}")
+    p.add_argument("--out", type=Path, required=True, help=".npz to write")
+
+
+def _inputs(args: argparse.Namespace) -> int:
+    from .data import Competition
+    from .files import atomic_path
+    from .manifest import parse_tta
+    from .preprocess import bipolar, eeg_electrodes, spectrogram_image
+    views = parse_tta(args.flip, "--flip")
+    arrays: dict[str, np.ndarray] = {}
+    comp = Competition(args.data_dir, args.split)
+    for row, eeg, spect in comp:  # duplicate test rows share a key and identical arrays
+        key = f"{args.split}/{row.key}"
+        electrodes = eeg_electrodes(eeg)
+        for view in views:
+            arrays[f"{key}/eeg/{view}"] = bipolar(electrodes, view)
+        arrays[f"{key}/spect"] = spectrogram_image(spect)
+    with atomic_path(args.out) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    print(f"hms_infer inputs: {len(comp)} rows, {len(arrays)} arrays -> {args.out}")
+    return 0
+
+
+def _manifest_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoints", nargs="+", type=Path, help=".pt / .safetensors checkpoints")
+    p.add_argument("-o", "--out", type=Path, required=True, help="manifest YAML to write")
+    p.add_argument("--blend", choices=["prob", "logit"], default="prob")
+    p.add_argument("--tta", default=",".join(VIEWS))
+
+
+def _manifest(args: argparse.Namespace) -> int:
+    from .manifest import write_manifest_for
+    manifest = write_manifest_for(args.checkpoints, args.out, tta=args.tta, blend=args.blend)
+    for m in manifest.members:
+        print(f"{m.name}: {m.arch}, fold {m.fold}, sha256 {m.sha256[:12]}...")
+    print(f"hms_infer manifest: {len(manifest.members)} members -> {args.out}")
+    return 0
+
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dir", type=Path, default=Path("demo_out"), help="where to write the demo (default demo_out/)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--rows", type=int, default=4, help="synthetic test rows")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    run_demo(args.dir, device=args.device, rows=args.rows)
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "inputs": ("write the exact model inputs of every row to an .npz", _inputs_args, _inputs),
+    "manifest": ("recognise checkpoints' presets and write a weights manifest", _manifest_args, _manifest),
+    "demo": ("random-weight end-to-end run on synthetic data", _demo_args, _demo),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if argv and argv[0] in COMMANDS:
+        help_, add_args, run = COMMANDS[argv[0]]
+        parser = argparse.ArgumentParser(prog=f"python -m hms_infer {argv[0]}", description=help_)
+        argv = argv[1:]
+    else:
+        add_args, run = _predict_args, _predict
+        parser = argparse.ArgumentParser(
+            prog="python -m hms_infer", description="Run the HMS ensemble on a test folder and write a submission.",
+            epilog="other commands: " + "; ".join(f"{k}: {v[0]}" for k, v in COMMANDS.items()))
+    add_args(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except HMSInputError as e:
+        print(f"hms_infer: error: {e}", file=sys.stderr)
+        return 2

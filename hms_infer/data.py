@@ -1,0 +1,216 @@
+"""Reading a Kaggle competition folder: the table, and each row's raw EEG and spectrogram windows (SPEC §2).
+
+`Competition(root, split)` validates the table up front and yields `(row, eeg window, spectrogram window)`;
+every problem with the files is an `HMSInputError` that names the file and the table row.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .constants import EEG_FS, EEG_WINDOW, ELECTRODES, SPECT_FRAMES, SPECT_FREQS, SPECT_REGIONS, SPECT_SPAN_S
+from .errors import HMSInputError
+
+log = logging.getLogger(__name__)
+SPLITS = ("test", "train")
+_ID_COLUMNS = {"test": ("eeg_id", "spectrogram_id"), "train": ("eeg_id", "spectrogram_id", "label_id")}
+_OFFSET_COLUMNS = ("eeg_label_offset_seconds", "spectrogram_label_offset_seconds")
+_logged_once: set[str] = set()
+
+
+def _log_once(key: str, msg: str, *args: object) -> None:
+    if key not in _logged_once:
+        _logged_once.add(key)
+        log.warning(msg + " (logged once)", *args)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row. `key` names it in outputs: `eeg_id` for test rows, `label_id` for train rows."""
+
+    index: int  # 0-based position in the table
+    key_name: str  # "eeg_id" or "label_id"
+    key: int
+    eeg_id: int
+    spectrogram_id: int
+    eeg_offset_s: float | None  # None: the table has no offsets (test)
+    spectrogram_offset_s: float | None
+
+    def where(self, table: str) -> str:
+        return f"{table} row {self.index} ({self.key_name} {self.key})"
+
+
+def read_table(path: Path, split: str) -> pd.DataFrame:
+    """Read and validate `test.csv` / `train.csv`: required id columns, integer ids, numeric offsets, >= 1 row."""
+    try:
+        df = pd.read_csv(path)
+    except FileNotFoundError:
+        raise HMSInputError(f"{path}: file not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise HMSInputError(f"{path}: not a readable CSV table ({e})") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    missing = [c for c in _ID_COLUMNS[split] if c not in df.columns]
+    if missing:
+        raise HMSInputError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")
+    if df.empty:
+        raise HMSInputError(f"{path}: the table has no rows")
+    for col in _ID_COLUMNS[split]:
+        num = pd.to_numeric(df[col], errors="coerce")
+        bad = num.isna() | (num % 1 != 0) | (num < 0)
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise HMSInputError(f"{path} row {i}: {col} {df[col].iloc[i]!r} is not a non-negative integer id")
+        df[col] = num.astype(np.int64)
+    for col in _OFFSET_COLUMNS:
+        if col in df.columns:
+            num = pd.to_numeric(df[col], errors="coerce")
+            bad = num.isna() | (num < 0) | ~np.isfinite(num)
+            if bad.any():
+                i = int(np.flatnonzero(bad.to_numpy())[0])
+                raise HMSInputError(f"{path} row {i}: {col} {df[col].iloc[i]!r} is not a non-negative number")
+            df[col] = num.astype(np.float64)
+    return df.reset_index(drop=True)
+
+
+def _open_parquet(path: Path, where: str) -> pq.ParquetFile:
+    if not path.is_file():
+        raise HMSInputError(f"{path}: file not found (needed by {where})")
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as e:
+        raise HMSInputError(f"{path}: unreadable or corrupt parquet file (needed by {where}): {e}") from None
+
+
+def _read_columns(path: Path, columns: list[str], where: str) -> np.ndarray:
+    """Read numeric `columns` of a parquet file -> (rows, len(columns)) float32, nulls as NaN."""
+    pf = _open_parquet(path, where)
+    schema = pf.schema_arrow
+    missing = [c for c in columns if schema.get_field_index(c) < 0]
+    if missing:
+        raise HMSInputError(f"{path}: missing column(s) {missing} (needed by {where}); found {schema.names[:25]}")
+    for c in columns:
+        t = schema.field(c).type
+        if not (pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_null(t)):
+            raise HMSInputError(f"{path}: column {c!r} holds non-numeric data ({t}) (needed by {where})")
+    try:
+        table = pf.read(columns=columns)
+    except (pa.ArrowException, OSError) as e:
+        raise HMSInputError(f"{path}: unreadable or corrupt parquet file (needed by {where}): {e}") from None
+    if table.num_rows == 0:
+        raise HMSInputError(f"{path}: the recording has no rows (needed by {where})")
+    out = np.empty((table.num_rows, len(columns)), dtype=np.float32)
+    for j, c in enumerate(columns):
+        out[:, j] = table.column(c).to_numpy(zero_copy_only=False)
+    return out
+
+
+def _take_rows(x: np.ndarray, start: int, length: int) -> np.ndarray:
+    """Rows [start, start + length) of x, NaN where they fall outside it."""
+    out = np.full((length, x.shape[1]), np.nan, dtype=np.float32)
+    lo, hi = max(start, 0), min(start + length, len(x))
+    if hi > lo:
+        out[lo - start:hi - start] = x[lo:hi]
+    return out
+
+
+class Competition:
+    """A competition folder: `<split>.csv`, `<split>_eegs/`, `<split>_spectrograms/`.
+
+    Iterating yields `(row, eeg, spect)`: eeg (10000, 19) float32 raw electrodes in `ELECTRODES` order,
+    spect (T, 4, 100) float32 raw power in `SPECT_REGIONS` order (T = 300 for every well-formed file).
+    """
+
+    def __init__(self, root: str | Path, split: str = "test", table: pd.DataFrame | str | Path | None = None):
+        if split not in SPLITS:
+            raise HMSInputError(f"split must be one of {SPLITS}, got {split!r}")
+        self.root = Path(root)
+        self.split = split
+        self.table_name = f"{split}.csv"
+        if table is None or isinstance(table, (str, Path)):
+            path = self.root / self.table_name if table is None else Path(table)
+            self.table_name = path.name
+            table = read_table(path, split)
+        self.table = table
+        has_offsets = all(c in table.columns for c in _OFFSET_COLUMNS)
+        key_col = "label_id" if split == "train" else "eeg_id"
+        self.rows = [
+            Row(i, key_col, int(r[key_col]), int(r["eeg_id"]), int(r["spectrogram_id"]),
+                float(r[_OFFSET_COLUMNS[0]]) if has_offsets else None,
+                float(r[_OFFSET_COLUMNS[1]]) if has_offsets else None)
+            for i, r in enumerate(table.to_dict("records"))
+        ]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple[Row, np.ndarray, np.ndarray]:
+        row = self.rows[i]
+        return row, self.read_eeg(row), self.read_spectrogram(row)
+
+    def __iter__(self) -> Iterator[tuple[Row, np.ndarray, np.ndarray]]:
+        return (self[i] for i in range(len(self)))
+
+    def eeg_path(self, eeg_id: int) -> Path:
+        return self.root / f"{self.split}_eegs" / f"{eeg_id}.parquet"
+
+    def spectrogram_path(self, spectrogram_id: int) -> Path:
+        return self.root / f"{self.split}_spectrograms" / f"{spectrogram_id}.parquet"
+
+    def read_eeg(self, row: Row) -> np.ndarray:
+        """The 50-s raw window of `row`: (10000, 19) float32."""
+        path = self.eeg_path(row.eeg_id)
+        x = _read_columns(path, list(ELECTRODES), row.where(self.table_name))
+        if row.eeg_offset_s is not None:
+            start = int(row.eeg_offset_s * EEG_FS)
+        elif len(x) > EEG_WINDOW:
+            start = (len(x) - EEG_WINDOW) // 2
+            _log_once("eeg-centre", "%s: %d rows is longer than 50 s and the table gives no offset; "
+                      "using the central 50 s", path, len(x))
+        else:
+            start = 0
+        if start + EEG_WINDOW > len(x):
+            log.warning("%s: only %d of %d samples from offset %d; padding with NaN",
+                        path, max(len(x) - start, 0), EEG_WINDOW, start)
+        return _take_rows(x, start, EEG_WINDOW)
+
+    def read_spectrogram(self, row: Row) -> np.ndarray:
+        """The 10-minute window of `row`: (T, 4, 100) float32, T = 300 unless the file has extra frames."""
+        path = self.spectrogram_path(row.spectrogram_id)
+        where = row.where(self.table_name)
+        pf = _open_parquet(path, where)
+        names = pf.schema_arrow.names
+        region_cols = [[c for c in names if c.startswith(f"{r}_")] for r in SPECT_REGIONS]
+        for r, cols in zip(SPECT_REGIONS, region_cols):
+            if len(cols) != SPECT_FREQS:
+                raise HMSInputError(f"{path}: expected {SPECT_FREQS} columns named {r}_*, found {len(cols)} "
+                                    f"(needed by {where})")
+        x = _read_columns(path, ["time"] + sum(region_cols, []), where)
+        time, power = x[:, 0], x[:, 1:].reshape(len(x), len(SPECT_REGIONS), SPECT_FREQS)
+        if row.spectrogram_offset_s is not None:
+            offset = row.spectrogram_offset_s
+        else:
+            t0, t1 = np.nanmin(time), np.nanmax(time)
+            offset = max((t0 + t1) / 2 - SPECT_FRAMES, 0.0)
+            if t1 - t0 > SPECT_SPAN_S:
+                _log_once("spect-centre", "%s: spans %.0f s, longer than 10 minutes, and the table gives no "
+                          "offset; using the central 10 minutes", path, t1 - t0)
+        start = int(offset)
+        if start % 2 == 0:
+            start += 1
+        keep = (time >= start) & (time <= start + SPECT_SPAN_S)
+        window = power[keep]
+        if len(window) < SPECT_FRAMES:
+            missing = SPECT_FRAMES - len(window)
+            before = min(max(int(round((time[keep][0] - start) / 2)), 0), missing) if len(window) else 0
+            log.warning("%s: only %d of %d frames in [%d, %d] s; padding with NaN",
+                        path, len(window), SPECT_FRAMES, start, start + SPECT_SPAN_S)
+            pad = np.full((missing, *window.shape[1:]), np.nan, dtype=np.float32)
+            window = np.concatenate([pad[:before], window, pad[before:]])
+        return window

@@ -1,0 +1,44 @@
+"""`python -m hms_infer demo`: the whole pipeline on synthetic data with random weights.
+
+It writes a synthetic competition folder, random-initialised cfg_1 and cfg_5 checkpoints saved the way the
+training code saves them, their manifest (via the `manifest` command), and runs the main command.
+The probabilities are meaningless: the weights are random.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .cli import main
+from .models import PRESETS, create_model
+from .synthetic import write_competition
+
+DEMO_PRESETS = ("cfg_1", "cfg_5")
+
+
+def run_demo(root: str | Path = "demo_out", device: str = "auto", rows: int = 4) -> Path:
+    """Write everything under `root` and return the submission path."""
+    root = Path(root)
+    print("hms_infer demo: RANDOM weights on SYNTHETIC data; the probabilities are meaningless.")
+    data = write_competition(root / "data", n_test=rows)
+    weights = root / "weights"
+    weights.mkdir(parents=True, exist_ok=True)
+    checkpoints = []
+    for fold, name in enumerate(DEMO_PRESETS):
+        path = weights / f"{PRESETS[name].backbone}_{fold}_0.pt"  # <backbone>_<fold>_<seed>.pt
+        if not path.is_file():
+            torch.manual_seed(fold)
+            torch.save(create_model(name).state_dict(), path)
+        checkpoints.append(str(path))
+    manifest = weights / "weights_manifest.yaml"
+    code = main(["manifest", *checkpoints, "-o", str(manifest)])
+    on_gpu = device != "cpu" and torch.cuda.is_available()
+    tta = [] if on_gpu else ["--tta", "none"]  # full-size models on CPU: one view keeps the demo under 3 minutes
+    out = root / "submission.csv"
+    code = code or main(["--test-dir", str(data), "--out", str(out), "--manifest", str(manifest),
+                         "--device", device, *tta])
+    if code:
+        raise SystemExit(code)
+    print(f"hms_infer demo: wrote {out} (random weights: meaningless probabilities)")
+    return out

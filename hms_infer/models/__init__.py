@@ -1,0 +1,5 @@
+"""Inference modules of the 15th-place HMS model; module names are the checkpoints' state-dict keys."""
+from .config import PRESETS, ArchConfig, StftConfig, WaveNetConfig, resolve_arch
+from .hms import HMSModel, create_model
+
+__all__ = ["PRESETS", "ArchConfig", "StftConfig", "WaveNetConfig", "HMSModel", "create_model", "resolve_arch"]

@@ -1,0 +1,85 @@
+"""Architecture configuration as data: the 8 published presets (SPEC §4) and custom mappings."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class StftConfig:
+    n_fft: int = 110
+    win_length: int = 64
+    hop_length: int = 23
+    fmax: float = 40.0
+    window: str = "cosine"
+    freq_scale: str = "linear"
+    stack_factor: int = 2
+
+
+@dataclass(frozen=True)
+class WaveNetConfig:
+    n_blocks: int = 7
+    out_channels: int = 24
+    ds_factor: int = 5
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """One ensemble member's architecture: the fields of `reference/tiny_model/config.json`."""
+
+    backbone: str
+    backbone_comp: str
+    stft: StftConfig = field(default_factory=StftConfig)
+    wavenet: WaveNetConfig = field(default_factory=WaveNetConfig)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ArchConfig":
+        """Build from a mapping; unknown keys are an error, missing sub-fields take the published defaults."""
+        allowed = {"backbone", "backbone_comp", "stft", "wavenet"}
+        unknown = set(d) - allowed - {"eeg_ids"}  # eeg_ids: bookkeeping of the reference config.json
+        if unknown:
+            raise ValueError(f"unknown arch field(s) {sorted(unknown)}; expected {sorted(allowed)}")
+        for key in ("backbone", "backbone_comp"):
+            if not isinstance(d.get(key), str):
+                raise ValueError(f"arch needs a string {key!r}")
+
+        def sub(kind: type, value: Mapping[str, Any] | None) -> Any:
+            value = dict(value or {})
+            names = {f.name for f in fields(kind)}
+            if set(value) - names:
+                raise ValueError(f"unknown {kind.__name__} field(s) {sorted(set(value) - names)}")
+            return kind(**value)
+
+        return cls(d["backbone"], d["backbone_comp"], sub(StftConfig, d.get("stft")),
+                   sub(WaveNetConfig, d.get("wavenet")))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_HGNET = ("hgnetv2_b4.ssld_stage2_ft_in1k", "hgnetv2_b2.ssld_stage2_ft_in1k")
+_EFFNET = ("tf_efficientnetv2_s.in21k_ft_in1k", "tf_efficientnetv2_b0.in1k")
+_STFT_110 = StftConfig(n_fft=110, win_length=64, hop_length=23, window="cosine")
+_STFT_190 = StftConfig(n_fft=190, win_length=96, hop_length=24, window="hann")
+_WAVE_7 = WaveNetConfig(n_blocks=7, out_channels=24)
+_WAVE_8 = WaveNetConfig(n_blocks=8, out_channels=28)
+
+PRESETS: dict[str, ArchConfig] = {
+    f"cfg_{i + 1}": ArchConfig(*backbones, stft, wave)
+    for i, (backbones, stft, wave) in enumerate(
+        (b, s, w) for b in (_HGNET, _EFFNET) for s in (_STFT_110, _STFT_190) for w in (_WAVE_7, _WAVE_8)
+    )
+}
+
+
+def resolve_arch(arch: str | Mapping[str, Any] | ArchConfig) -> ArchConfig:
+    """A preset name (`cfg_1`..`cfg_8`), a mapping of `ArchConfig` fields, or an `ArchConfig`."""
+    if isinstance(arch, ArchConfig):
+        return arch
+    if isinstance(arch, str):
+        if arch not in PRESETS:
+            raise ValueError(f"unknown preset {arch!r}; expected one of {list(PRESETS)} or an arch mapping")
+        return PRESETS[arch]
+    if isinstance(arch, Mapping):
+        return ArchConfig.from_dict(arch)
+    raise ValueError(f"arch must be a preset name or a mapping, got {type(arch).__name__}")
