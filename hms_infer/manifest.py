@@ -69,7 +69,7 @@ def manifest_from_dict(d: Any, source: str = "manifest") -> Manifest:
         raise HMSInputError(f"{source}: 'members' must be a non-empty list")
     members = []
     for i, m in enumerate(raw):
-        where = f"{source}: member {i} ({m.get('name', '?') if isinstance(m, dict) else m!r})"
+        where = f"{source}: member {i} ({m.get('name', '?') if isinstance(m, dict) else repr(m)})"
         if not isinstance(m, dict):
             raise HMSInputError(f"{where}: expected a mapping")
         unknown = set(m) - set(_MEMBER_FIELDS)

@@ -1,0 +1,68 @@
+"""Checkpoint compatibility: preset state-dict layouts and the reference tiny model's outputs (SPEC §3-4)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hms_infer.checkpoint import load_weights
+from hms_infer.models import PRESETS, create_model
+from hms_infer.models.backbone import create_backbone
+
+from .conftest import TINY_ARCH, reference_tiny_config
+
+
+def _reference_keys(path) -> list[tuple[str, tuple[int, ...], str]]:
+    rows = []
+    for line in path.read_text().splitlines():
+        key, shape, dtype = line.split("\t")
+        rows.append((key, tuple(int(x) for x in shape.strip("()").split(",") if x.strip()), dtype))
+    return rows
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_preset_state_dict_matches_the_training_code(reference, name):
+    with torch.device("meta"):
+        model = create_model(name)
+    got = [(k, tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in model.state_dict().items()]
+    assert got == _reference_keys(reference / "state_dict_keys" / f"{name}.tsv")
+
+
+def test_reference_tiny_model_loads_strictly_and_reproduces_all_heads(reference):
+    model = create_model(reference_tiny_config())
+    load_weights(model, load_file(reference / "tiny_model" / "weights.safetensors"), "tiny", "tiny")
+    io = np.load(reference / "tiny_model" / "io.npz")
+    with torch.inference_mode():
+        out = model(torch.from_numpy(io["input_eeg_raw"]), torch.from_numpy(io["input_comp_spectrogram"]))
+    for head, key in [("all", "logits_all"), ("spect", "logits_spect"), ("eeg_stft", "logits_eeg_stft"),
+                      ("eeg_wavenet", "logits_eeg_wavenet")]:
+        np.testing.assert_allclose(out[head].numpy(), io[key], rtol=0, atol=1e-4, err_msg=head)
+
+
+def test_predict_views_equals_one_forward_per_view(reference):
+    model = create_model(reference_tiny_config())
+    load_weights(model, load_file(reference / "tiny_model" / "weights.safetensors"), "tiny", "tiny")
+    io = np.load(reference / "tiny_model" / "io.npz")
+    eeg, spect = torch.from_numpy(io["input_eeg_raw"][:1]), torch.from_numpy(io["input_comp_spectrogram"][:1])
+    views = torch.stack([eeg, -eeg.flip(1)], dim=1)  # (1, 2, 24, T): any two views
+    with torch.inference_mode():
+        batched = model.predict_views(views, spect)
+        single = torch.stack([model(views[:, v], spect)["all"] for v in range(2)], dim=1)
+    assert batched.shape == (1, 2, 6)
+    torch.testing.assert_close(batched, single, rtol=0, atol=1e-5)
+
+
+def test_non_hgnet_wavenet_backbone_has_stride_1_2_stem():
+    model = create_model(TINY_ARCH)
+    assert model.eeg_backbone_1d.backbone_2d.conv_stem.stride == (1, 2)
+    assert model.eeg_backbone.backbone.conv_stem.stride == (2, 2)
+    with torch.device("meta"):
+        hg = create_model("cfg_1")
+    assert hg.eeg_backbone_1d.backbone_2d.stem.stem1.conv.stride == (2, 2)
+    assert isinstance(hg.eeg_backbone.backbone.head.fc, torch.nn.Identity)
+
+
+def test_unknown_backbone_is_a_clear_error():
+    with pytest.raises(ValueError, match="timm cannot build backbone 'no_such_net'"):
+        create_backbone("no_such_net")
