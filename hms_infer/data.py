@@ -35,7 +35,7 @@ def _log_once(key: str, msg: str, *args: object) -> None:
 class Row:
     """One table row. `key` names it in outputs: `eeg_id` for test rows, `label_id` for train rows."""
 
-    index: int  # 0-based position in the table
+    index: int  # 0-based row number in the table (not counting the header)
     key_name: str  # "eeg_id" or "label_id"
     key: int
     eeg_id: int
@@ -48,25 +48,31 @@ class Row:
 
 
 def read_table(path: Path, split: str) -> pd.DataFrame:
-    """Read and validate `test.csv` / `train.csv`: required id columns, integer ids, numeric offsets, >= 1 row."""
+    """Read and validate `test.csv` / `train.csv` (see `validate_table`)."""
     try:
         df = pd.read_csv(path)
     except FileNotFoundError:
         raise HMSInputError(f"{path}: file not found") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise HMSInputError(f"{path}: not a readable CSV table ({e})") from None
+    return validate_table(df, str(path), split)
+
+
+def validate_table(df: pd.DataFrame, name: str, split: str) -> pd.DataFrame:
+    """Required id columns, non-negative integer ids, non-negative offsets, at least one row; a cleaned copy."""
+    df = df.copy()
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in _ID_COLUMNS[split] if c not in df.columns]
     if missing:
-        raise HMSInputError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")
+        raise HMSInputError(f"{name}: missing column(s) {missing}; found {list(df.columns)}")
     if df.empty:
-        raise HMSInputError(f"{path}: the table has no rows")
+        raise HMSInputError(f"{name}: the table has no rows")
     for col in _ID_COLUMNS[split]:
         num = pd.to_numeric(df[col], errors="coerce")
         bad = num.isna() | (num % 1 != 0) | (num < 0)
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise HMSInputError(f"{path} row {i}: {col} {df[col].iloc[i]!r} is not a non-negative integer id")
+            raise HMSInputError(f"{name} row {i}: {col} {df[col].iloc[i]!r} is not a non-negative integer id")
         df[col] = num.astype(np.int64)
     for col in _OFFSET_COLUMNS:
         if col in df.columns:
@@ -74,9 +80,9 @@ def read_table(path: Path, split: str) -> pd.DataFrame:
             bad = num.isna() | (num < 0) | ~np.isfinite(num)
             if bad.any():
                 i = int(np.flatnonzero(bad.to_numpy())[0])
-                raise HMSInputError(f"{path} row {i}: {col} {df[col].iloc[i]!r} is not a non-negative number")
+                raise HMSInputError(f"{name} row {i}: {col} {df[col].iloc[i]!r} is not a non-negative number")
             df[col] = num.astype(np.float64)
-    return df.reset_index(drop=True)
+    return df
 
 
 def _open_parquet(path: Path, where: str) -> pq.ParquetFile:
@@ -88,9 +94,8 @@ def _open_parquet(path: Path, where: str) -> pq.ParquetFile:
         raise HMSInputError(f"{path}: unreadable or corrupt parquet file (needed by {where}): {e}") from None
 
 
-def _read_columns(path: Path, columns: list[str], where: str) -> np.ndarray:
-    """Read numeric `columns` of a parquet file -> (rows, len(columns)) float32, nulls as NaN."""
-    pf = _open_parquet(path, where)
+def _read_columns(pf: pq.ParquetFile, path: Path, columns: list[str], where: str) -> np.ndarray:
+    """Read numeric `columns` of an opened parquet file -> (rows, len(columns)) float32, nulls as NaN."""
     schema = pf.schema_arrow
     missing = [c for c in columns if schema.get_field_index(c) < 0]
     if missing:
@@ -127,13 +132,18 @@ class Competition:
     spect (T, 4, 100) float32 raw power in `SPECT_REGIONS` order (T = 300 for every well-formed file).
     """
 
-    def __init__(self, root: str | Path, split: str = "test", table: pd.DataFrame | str | Path | None = None):
+    def __init__(self, root: str | Path, split: str = "test", table: pd.DataFrame | str | Path | None = None,
+                 table_name: str | None = None):
+        """`table`: default `root/<split>.csv`; or another CSV path; or a DataFrame (e.g. a subset of a table's
+        rows), whose index labels are the row numbers errors give, in `table_name`."""
         if split not in SPLITS:
             raise HMSInputError(f"split must be one of {SPLITS}, got {split!r}")
         self.root = Path(root)
         self.split = split
-        self.table_name = f"{split}.csv"
-        if table is None or isinstance(table, (str, Path)):
+        self.table_name = table_name or f"{split}.csv"
+        if isinstance(table, pd.DataFrame):
+            table = validate_table(table, self.table_name, split)
+        else:
             path = self.root / self.table_name if table is None else Path(table)
             self.table_name = path.name
             table = read_table(path, split)
@@ -141,10 +151,10 @@ class Competition:
         has_offsets = all(c in table.columns for c in _OFFSET_COLUMNS)
         key_col = "label_id" if split == "train" else "eeg_id"
         self.rows = [
-            Row(i, key_col, int(r[key_col]), int(r["eeg_id"]), int(r["spectrogram_id"]),
+            Row(int(i), key_col, int(r[key_col]), int(r["eeg_id"]), int(r["spectrogram_id"]),
                 float(r[_OFFSET_COLUMNS[0]]) if has_offsets else None,
                 float(r[_OFFSET_COLUMNS[1]]) if has_offsets else None)
-            for i, r in enumerate(table.to_dict("records"))
+            for i, r in zip(table.index, table.to_dict("records"))
         ]
 
     def __len__(self) -> int:
@@ -166,7 +176,8 @@ class Competition:
     def read_eeg(self, row: Row) -> np.ndarray:
         """The 50-s raw window of `row`: (10000, 19) float32."""
         path = self.eeg_path(row.eeg_id)
-        x = _read_columns(path, list(ELECTRODES), row.where(self.table_name))
+        where = row.where(self.table_name)
+        x = _read_columns(_open_parquet(path, where), path, list(ELECTRODES), where)
         if row.eeg_offset_s is not None:
             start = int(row.eeg_offset_s * EEG_FS)
         elif len(x) > EEG_WINDOW:
@@ -191,7 +202,7 @@ class Competition:
             if len(cols) != SPECT_FREQS:
                 raise HMSInputError(f"{path}: expected {SPECT_FREQS} columns named {r}_*, found {len(cols)} "
                                     f"(needed by {where})")
-        x = _read_columns(path, ["time"] + sum(region_cols, []), where)
+        x = _read_columns(pf, path, ["time"] + sum(region_cols, []), where)
         time, power = x[:, 0], x[:, 1:].reshape(len(x), len(SPECT_REGIONS), SPECT_FREQS)
         if row.spectrogram_offset_s is not None:
             offset = row.spectrogram_offset_s

@@ -19,7 +19,7 @@ from .data import Competition
 from .errors import HMSInputError
 from .loader import batches
 from .manifest import Manifest, load_manifest, parse_tta
-from .models import HMSModel, create_model, resolve_arch
+from .models import HMSModel, create_model
 from .preprocess import montage_index
 from .submission import to_submission, write_submission
 
@@ -111,14 +111,17 @@ class Ensemble:
             manifest = load_manifest(manifest)
         weights_dir = Path(weights_dir or ".")
         devices = resolve_devices(device)
+        if any(d.type == "cuda" for d in devices):
+            torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
         members = []
         for i, m in enumerate(manifest.members):
             path = m.checkpoint_path(weights_dir)
-            if m.sha256 and path.is_file() and sha256(path) != m.sha256:
-                raise HMSInputError(f"{path}: sha256 {sha256(path)} does not match the manifest's {m.sha256} "
+            digest = sha256(path) if m.sha256 and path.is_file() else m.sha256
+            if digest != m.sha256:
+                raise HMSInputError(f"{path}: sha256 {digest} does not match the manifest's {m.sha256} "
                                     f"(member {m.name})")
             model = load_weights(create_model(m.arch), read_state_dict(path), str(path),
-                                 m.arch if isinstance(m.arch, str) else str(resolve_arch(m.arch)))
+                                 m.arch if isinstance(m.arch, str) else f"{m.name} (custom arch)")
             dev = devices[i % len(devices)]
             members.append(LoadedMember(m.name, model.to(dev).eval(), m.weight, dev))
         views = manifest.tta if tta is None else parse_tta(tta, "--tta")

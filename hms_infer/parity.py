@@ -1,0 +1,221 @@
+"""Parity against saved out-of-fold logits (SPEC §5): recompute each fold's validation rows and compare.
+
+The training code saved, for its validation fold, `preds/<label_id>/pred_<seed>.npy` = the 6 `head_all` logits
+(`CLASSES` order, fp32) from fp16-mixed inference without TTA. The validation row of an `eeg_id` is its row with
+the smallest `eeg_sub_id` among the rows of its fold. Each fold is recomputed with the manifest member whose
+`fold` is that fold, view `none` only, and compared logit by logit; the KL score (metric.py) of both against the
+expert votes shows what a difference would cost.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+from scipy.special import softmax
+from tqdm.auto import tqdm
+
+from .constants import CLASSES, SUBMISSION_ORDER, VOTE_COLUMNS
+from .data import Competition, read_table
+from .ensemble import Ensemble
+from .errors import HMSInputError
+from .files import write_text_atomic
+from .loader import batches
+from .manifest import Manifest, Member, load_manifest
+from .metric import kl_divergence, solution_probabilities
+
+TABLE_COLUMNS = ("eeg_id", "eeg_sub_id", "eeg_label_offset_seconds", "spectrogram_id",
+                 "spectrogram_label_offset_seconds", "label_id", "fold", *VOTE_COLUMNS)
+LOGIT_COLUMNS = tuple(f"logit_{c}" for c in CLASSES)
+
+
+def read_train_table(path: str | Path) -> pd.DataFrame:
+    """The training table with `fold`: ids and offsets validated, `eeg_sub_id` and `fold` integers."""
+    df = read_table(Path(path), "train")
+    missing = [c for c in TABLE_COLUMNS if c not in df.columns]
+    if missing:
+        raise HMSInputError(f"{path}: missing column(s) {missing} (parity needs {list(TABLE_COLUMNS)})")
+    for col in ("eeg_sub_id", "fold"):
+        num = pd.to_numeric(df[col], errors="coerce")
+        bad = (num.isna() | (num % 1 != 0)).to_numpy()
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise HMSInputError(f"{path} row {i}: {col} {df[col].iloc[i]!r} is not an integer")
+        df[col] = num.astype(np.int64)
+    return df
+
+
+def validation_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (fold, eeg_id), the row with the smallest `eeg_sub_id`; ordered by fold, then table order."""
+    first = table.sort_values(["fold", "eeg_id", "eeg_sub_id"], kind="stable").drop_duplicates(["fold", "eeg_id"])
+    return first.sort_index().sort_values("fold", kind="stable")
+
+
+def _logits(values: np.ndarray, where: str) -> np.ndarray:
+    """Anything holding 6 finite numbers -> (6,) float64."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size != len(CLASSES) or not np.isfinite(values).all():
+        raise HMSInputError(f"{where}: expected {len(CLASSES)} finite logits, got shape {values.shape}: "
+                            f"{values.ravel()[:8].tolist()}")
+    return values.reshape(len(CLASSES))
+
+
+def read_preds_dir(preds_dir: str | Path, seed: int) -> dict[int, np.ndarray]:
+    """The training layout `DIR/<label_id>/pred_<seed>.npy` -> {label_id: (6,) logits in `CLASSES` order}."""
+    preds_dir = Path(preds_dir)
+    if not preds_dir.is_dir():
+        raise HMSInputError(f"{preds_dir}: preds folder not found")
+    saved = {}
+    for path in sorted(preds_dir.glob(f"*/pred_{seed}.npy")):
+        if not path.parent.name.isdigit():
+            continue
+        try:
+            values = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise HMSInputError(f"{path}: not a readable .npy array ({e})") from None
+        saved[int(path.parent.name)] = _logits(values, str(path))
+    return saved
+
+
+def read_oof(path: str | Path) -> dict[int, np.ndarray]:
+    """An OOF CSV (`label_id` + `logit_<class>` columns) -> {label_id: (6,) logits in `CLASSES` order}."""
+    try:
+        df = pd.read_csv(path)
+    except FileNotFoundError:
+        raise HMSInputError(f"{path}: file not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise HMSInputError(f"{path}: not a readable CSV table ({e})") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    missing = [c for c in ("label_id", *LOGIT_COLUMNS) if c not in df.columns]
+    if missing:
+        raise HMSInputError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")
+    ids = pd.to_numeric(df["label_id"], errors="coerce")
+    values = df[list(LOGIT_COLUMNS)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    bad = (ids.isna() | (ids % 1 != 0)).to_numpy() | ~np.isfinite(values).all(axis=1) | df["label_id"].duplicated()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise HMSInputError(f"{path} row {i}: label_id {df['label_id'].iloc[i]!r} is not a unique integer id "
+                            f"with 6 finite logits: {values[i].tolist()}")
+    return dict(zip(ids.astype(np.int64).tolist(), values))
+
+
+def _fold_member(manifest: Manifest, fold: int, source: str) -> Member:
+    found = [m for m in manifest.members if m.fold == fold]
+    if len(found) != 1:
+        have = {m.name: m.fold for m in manifest.members}
+        raise HMSInputError(f"fold {fold}: {source} has {len(found)} members with fold {fold} (member folds: "
+                            f"{have}); parity needs exactly one checkpoint per fold being compared")
+    return found[0]
+
+
+def parity(data_dir: str | Path, table: str | Path, manifest: str | Path | Manifest,
+           saved: Mapping[int, np.ndarray], weights_dir: str | Path | None = None, device: str = "auto",
+           precision: str = "auto", tolerance: float = 0.05, batch_size: int = 8, num_workers: int = 2,
+           report_path: str | Path | None = None, progress: bool = True) -> dict:
+    """Recompute the saved OOF logits `saved` ({label_id: (6,)}) fold by fold and compare; return the report.
+
+    `weights_dir` defaults to the manifest file's folder (the current folder for a `Manifest`). The report (also
+    written as JSON to `report_path`) holds `rows`, `max_abs_logit_diff`, `mean_abs_logit_diff`, `kl_saved`,
+    `kl_recomputed`, `passed`, per-fold and per-class details.
+    """
+    t0 = time.perf_counter()
+    source = "the manifest"
+    if not isinstance(manifest, Manifest):
+        source, weights_dir = str(manifest), weights_dir or Path(manifest).parent
+        manifest = load_manifest(manifest)
+    rows = validation_rows(read_train_table(table))
+    has_pred = rows["label_id"].isin(list(saved)).to_numpy()
+    if not has_pred.any():
+        raise HMSInputError(f"no row to compare: none of the {len(rows)} validation rows of {table} (folds "
+                            f"{sorted(rows['fold'].unique().tolist())}) has one of the {len(saved)} saved predictions "
+                            f"(check the table, the preds folder and --seed)")
+    without = int((~has_pred).sum())
+    rows = rows[has_pred]  # index: row numbers in the table, for error messages
+    targets = solution_probabilities(rows)  # refuses bad votes before any model runs
+    folds = sorted(rows["fold"].unique().tolist())
+    members = {f: _fold_member(manifest, f, source) for f in folds}
+
+    saved_logits = np.stack([saved[i] for i in rows["label_id"]])
+    recomputed = np.zeros_like(saved_logits)
+    bar = tqdm(total=len(rows), desc="hms_infer parity", unit="row", disable=not progress)
+    load_s = 0.0
+    for fold in folds:
+        t = time.perf_counter()
+        ens = Ensemble.from_manifest(Manifest([members[fold]], tta=["none"]), weights_dir, device, precision)
+        load_s += time.perf_counter() - t
+        where = np.flatnonzero(rows["fold"].to_numpy() == fold)
+        comp = Competition(data_dir, "train", table=rows.iloc[where], table_name=Path(table).name)
+        pin = any(d.type == "cuda" for d in ens.devices)
+        for index, electrodes, spect in batches(comp, batch_size, num_workers, pin_memory=pin):
+            recomputed[where[index.numpy()]] = ens.member_logits(electrodes, spect)[0, :, 0].numpy()
+            bar.update(len(index))
+    bar.close()
+    dt = time.perf_counter() - t0
+
+    report = compare(rows, saved_logits, recomputed, targets, tolerance)
+    for f in folds:
+        report["folds"][str(f)]["member"] = members[f].name
+    report.update({"rows_without_prediction": without, "device": ",".join(str(d) for d in ens.devices),
+                   "precision": ens.precision, "seconds": round(dt, 3)})
+    print(f"hms_infer parity: {len(rows)} rows in {dt:.1f} s ({len(rows) / dt:.2f} rows/s; models loaded in "
+          f"{load_s:.1f} s), {len(folds)} fold(s) on {report['device']} {ens.precision}")
+    if report_path is not None:
+        write_text_atomic(report_path, json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def compare(rows: pd.DataFrame, saved: np.ndarray, recomputed: np.ndarray, targets: np.ndarray,
+            tolerance: float) -> dict:
+    """Differences of (N, 6) saved vs recomputed logits of `rows`, and the KL of each against (N, 6) targets.
+
+    Targets are in `VOTE_COLUMNS` order, logits in `CLASSES` order; p99 is over all N*6 logits.
+    """
+    diff = np.abs(recomputed - saved)
+    fold_of = rows["fold"].to_numpy()
+    p_saved, p_new = softmax(saved, axis=1), softmax(recomputed, axis=1)
+    dprob = np.abs(p_new - p_saved)
+    order = list(SUBMISSION_ORDER)
+    kl_saved = kl_divergence(targets, p_saved[:, order])
+    kl_new = kl_divergence(targets, p_new[:, order])
+    worst = int(diff.max(axis=1).argmax())
+    return {
+        "rows": len(rows),
+        "max_abs_logit_diff": float(diff.max()),
+        "mean_abs_logit_diff": float(diff.mean()),
+        "p99_abs_logit_diff": float(np.percentile(diff, 99)),
+        "max_abs_prob_diff": float(dprob.max()),
+        "worst_label_id": int(rows["label_id"].iloc[worst]),
+        "kl_saved": kl_saved,
+        "kl_recomputed": kl_new,
+        "kl_diff": kl_new - kl_saved,
+        "mean_abs_prob_diff": dict(zip(CLASSES, dprob.mean(axis=0).tolist())),
+        "folds": {str(f): {"rows": int((fold_of == f).sum()), "max_abs_logit_diff": float(diff[fold_of == f].max())}
+                  for f in sorted(set(fold_of.tolist()))},
+        "tolerance": tolerance,
+        "passed": bool(diff.max() <= tolerance),
+    }
+
+
+def format_report(report: dict) -> str:
+    """The report as a readable table; the last line says PASSED or FAILED."""
+    lines = [
+        f"rows compared            {report['rows']} ({report['rows_without_prediction']} validation rows "
+        f"had no saved prediction)",
+        *(f"  fold {f:<21}{v['rows']} rows, member {v['member']}, max |dlogit| {v['max_abs_logit_diff']:.3e}"
+          for f, v in report["folds"].items()),
+        f"max |dlogit|             {report['max_abs_logit_diff']:.3e} (label_id {report['worst_label_id']})",
+        f"mean |dlogit|            {report['mean_abs_logit_diff']:.3e}",
+        f"p99 |dlogit|             {report['p99_abs_logit_diff']:.3e}",
+        f"max |dprob|              {report['max_abs_prob_diff']:.3e}",
+        f"KL saved vs labels       {report['kl_saved']:.6f}",
+        f"KL recomputed vs labels  {report['kl_recomputed']:.6f}",
+        f"KL difference            {report['kl_diff']:+.3e}",
+        "mean |dprob| per class   " + "  ".join(f"{c} {v:.3e}" for c, v in report["mean_abs_prob_diff"].items()),
+    ]
+    verdict = "PASSED" if report["passed"] else "FAILED"
+    sign = "<=" if report["passed"] else ">"
+    lines.append(f"{verdict}: max |dlogit| {report['max_abs_logit_diff']:.3e} {sign} tolerance {report['tolerance']}")
+    return "\n".join(lines)

@@ -1,0 +1,115 @@
+"""Kaggle's KL-divergence metric (SPEC §6): hand-computed values, clipping, refusals, the `score` command."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hms_infer.cli import main
+from hms_infer.constants import VOTE_COLUMNS
+from hms_infer.errors import HMSInputError
+from hms_infer.metric import kl_divergence, score
+
+# VOTE_COLUMNS order: seizure, lpd, gpd, lrda, grda, other
+SOLUTION = [[1, 0, 0, 0, 0, 1], [0, 0, 3, 1, 0, 0]]  # vote counts
+SUBMISSION = [[0.5, 0.1, 0.1, 0.1, 0.1, 0.1], [0.1, 0.1, 0.5, 0.1, 0.1, 0.1]]
+# row 0: y = (.5, 0, 0, 0, 0, .5)  -> .5 log(.5/.5) + .5 log(.5/.1)
+# row 1: y = (0, 0, .75, .25, 0, 0) -> .75 log(.75/.5) + .25 log(.25/.1)
+EXPECTED = (0.5 * math.log(0.5 / 0.5) + 0.5 * math.log(0.5 / 0.1)
+            + 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.1)) / 2
+
+
+def frame(rows: list[list[float]], eeg_ids: list[int] | None = None) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=list(VOTE_COLUMNS))
+    df.insert(0, "eeg_id", eeg_ids or [100 + i for i in range(len(rows))])
+    return df
+
+
+def test_hand_computed_score():
+    assert score(frame(SOLUTION), frame(SUBMISSION)) == pytest.approx(EXPECTED, rel=1e-12)
+    assert EXPECTED == pytest.approx(0.66895, abs=1e-5)
+
+
+def test_solution_as_probabilities_or_votes_and_columns_by_name():
+    probs = [[0.5, 0, 0, 0, 0, 0.5], [0, 0, 0.75, 0.25, 0, 0]]
+    assert score(frame(probs), frame(SUBMISSION)) == pytest.approx(EXPECTED, rel=1e-12)
+    shuffled = frame(SUBMISSION)[["other_vote", "eeg_id", "grda_vote", "seizure_vote", "lrda_vote", "gpd_vote",
+                                  "lpd_vote"]]
+    assert score(frame(SOLUTION), shuffled) == pytest.approx(EXPECTED, rel=1e-12)
+
+
+def test_zero_vote_classes_count_zero():
+    # y = (0, 0, 1, 0, 0, 0): only gpd counts, whatever the submission puts elsewhere (even 0)
+    sub = [[0.0, 0.0, 0.4, 0.6, 0.0, 0.0]]
+    assert score(frame([[0, 0, 7, 0, 0, 0]]), frame(sub)) == pytest.approx(math.log(1 / 0.4), rel=1e-12)
+
+
+def test_submission_clipped_not_renormalised():
+    # a 0 where y = 1 becomes 1e-15: log(1 / 1e-15) = 15 log 10 (the 1 beside it is clipped, nothing renormalised)
+    zero = score(frame([[1, 0, 0, 0, 0, 0]]), frame([[0.0, 1.0, 0, 0, 0, 0]]))
+    assert zero == pytest.approx(15 * math.log(10), rel=1e-12)
+    # a 1 where y = 1 becomes 1 - 1e-15: a tiny positive term, not 0
+    one = score(frame([[0, 1, 0, 0, 0, 0]]), frame([[0.0, 1.0, 0, 0, 0, 0]]))
+    assert one == pytest.approx(math.log(1 / (1 - 1e-15)), rel=1e-9) and one > 0
+
+
+def test_kl_divergence_on_arrays_averages_rows():
+    y = [[1.0, 0.0], [0.5, 0.5]]
+    p = [[0.25, 0.75], [0.5, 0.5]]
+    assert kl_divergence(y, p) == pytest.approx((math.log(1 / 0.25) + 0.0) / 2, rel=1e-12)
+
+
+@pytest.mark.parametrize("rows, match", [
+    ([[0.5, 0.1, 0.1, 0.1, 0.1, 0.1], [0.1, 0.1, 0.5, 0.1, 0.1, 0.0]], "submission rows must sum to one.*row 1"),
+    ([[0.5, 0.1, 0.1, 0.1, 0.1, 0.1], [0.1, 0.1, 0.5, 0.1, 0.2, 0.001]], "sum to one.*row 1"),
+    ([[0.5, 0.1, 0.1, 0.1, 0.1, 0.1], [1.2, -0.2, 0.0, 0.0, 0.0, 0.0]], "between 0 and 1.*row 1"),
+    ([[0.5, 0.1, 0.1, 0.1, 0.1, 0.1], ["abc", 0.1, 0.5, 0.1, 0.1, 0.2]], "must be numeric.*row 1"),
+    ([[0.5, 0.1, 0.1, 0.1, 0.1, float("nan")], [0.1, 0.1, 0.5, 0.1, 0.1, 0.1]], "must be numeric.*row 0"),
+])
+def test_refuses_bad_submission(rows, match):
+    with pytest.raises(HMSInputError, match=f"(?i){match}"):
+        score(frame(SOLUTION), frame(rows))
+
+
+def test_sum_tolerance_is_kaggles():
+    ok = [[0.5, 0.1, 0.1, 0.1, 0.1, 0.1 + 1e-7], [0.1, 0.1, 0.5, 0.1, 0.1, 0.1]]
+    assert score(frame(SOLUTION), frame(ok)) == pytest.approx(EXPECTED, rel=1e-5)
+
+
+def test_refuses_bad_solution():
+    with pytest.raises(HMSInputError, match="Target values must sum to one.*solution row 1"):
+        score(frame([[1, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0]]), frame(SUBMISSION))
+    with pytest.raises(HMSInputError, match="at least zero.*solution row 0"):
+        score(frame([[1, -1, 0, 0, 0, 1], [0, 0, 3, 1, 0, 0]]), frame(SUBMISSION))
+
+
+def test_rows_must_match():
+    with pytest.raises(HMSInputError, match="row 1: eeg_id differs"):
+        score(frame(SOLUTION, [100, 101]), frame(SUBMISSION, [100, 999]))
+    with pytest.raises(HMSInputError, match="2 rows, the submission 1"):
+        score(frame(SOLUTION), frame(SUBMISSION[:1]))
+    with pytest.raises(HMSInputError, match=r"submission: missing column\(s\) \['other_vote'\]"):
+        score(frame(SOLUTION), frame(SUBMISSION).drop(columns="other_vote"))
+
+
+def write(df: pd.DataFrame, path: Path) -> str:
+    df.to_csv(path, index=False)
+    return str(path)
+
+
+def test_cli_prints_score_last(tmp_path, capsys):
+    solution = frame(SOLUTION).assign(expert_consensus=["Seizure", "GPD"])  # extra columns are ignored
+    code = main(["score", "--solution", write(solution, tmp_path / "sol.csv"),
+                 "--submission", write(frame(SUBMISSION), tmp_path / "sub.csv")])
+    assert code == 0
+    assert float(capsys.readouterr().out.split()[-1]) == pytest.approx(EXPECTED, abs=1e-6)
+
+
+def test_cli_refusal_names_row(tmp_path, capsys):
+    bad = frame([[0.5, 0.1, 0.1, 0.1, 0.1, 0.1], [0.9, 0.1, 0.1, 0.0, 0.0, 0.0]])
+    code = main(["score", "--solution", write(frame(SOLUTION), tmp_path / "sol.csv"),
+                 "--submission", write(bad, tmp_path / "sub.csv")])
+    assert code == 2
+    assert "submission row 1 (eeg_id 101)" in capsys.readouterr().err
