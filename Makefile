@@ -23,4 +23,4 @@ demo: $(STAMP)
 	$(PY) -m hms_infer demo
 
 clean:
-	rm -rf $(VENV) demo_out build dist *.egg-info
+	rm -rf $(VENV) .venv-kaggle-image .venv-kaggle-image.lock demo_out build dist *.egg-info

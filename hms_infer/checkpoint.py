@@ -96,10 +96,13 @@ _MASK_KEY = "eeg_backbone.stft_layer.spec_layer.window_mask"
 
 
 def detect_preset(sd: StateDict, source: str = "checkpoint") -> str:
-    """The preset (`cfg_N`) whose keys, shapes and STFT window match `sd`; an error that describes it otherwise."""
+    """The preset (`cfg_N`) whose keys, shapes and STFT window match `sd`; an error that describes it otherwise.
+
+    The window is compared to 1e-3, so fp16 checkpoints (`convert --half`) are recognised too.
+    """
     shapes = {k: tuple(v.shape) for k, v in sd.items()}
     for name in PRESETS:
-        if shapes == _preset_shapes(name) and torch.allclose(sd[_MASK_KEY].float(), _window_mask(name), atol=1e-4):
+        if shapes == _preset_shapes(name) and torch.allclose(sd[_MASK_KEY].float(), _window_mask(name), atol=1e-3):
             return name
     raise HMSInputError(f"{source}: unknown layout, matches none of {list(PRESETS)}: {_summary(sd)}")
 

@@ -108,10 +108,67 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--solution", type=Path, required=True, help="CSV with eeg_id and the six *_vote columns (votes)")
+    p.add_argument("--submission", type=Path, required=True, help="submission CSV, rows in the solution's order")
+
+
+def _score(args: argparse.Namespace) -> int:
+    from .data import read_csv
+    from .metric import score
+    print(f"score {score(read_csv(args.solution), read_csv(args.submission)):.6f}")
+    return 0
+
+
+def _parity_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, required=True, help="folder with train_eegs/, train_spectrograms/")
+    p.add_argument("--table", type=Path, required=True,
+                   help="training table with eeg_id, eeg_sub_id, offsets, spectrogram_id, label_id, fold, votes")
+    saved = p.add_mutually_exclusive_group(required=True)
+    saved.add_argument("--preds-dir", type=Path, help="training layout: PREDS_DIR/<label_id>/pred_<seed>.npy")
+    saved.add_argument("--oof", type=Path, help="CSV with label_id and logit_<class> columns")
+    p.add_argument("--seed", type=int, default=None, help="the seed in pred_<seed>.npy (with --preds-dir)")
+    _add_runtime_args(p)
+    p.add_argument("--tolerance", type=float, default=0.05,
+                   help="largest |logit difference| that passes (default 0.05: saved OOF came from fp16-mixed)")
+    p.add_argument("--report", type=Path, default=None, help="JSON report to write (atomically)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes (0: read in-process)")
+
+
+def _parity(args: argparse.Namespace) -> int:
+    from .parity import format_report, parity, read_oof, read_preds_dir
+    if args.preds_dir is not None and args.seed is None:
+        raise HMSInputError("--preds-dir needs --seed (the files are PREDS_DIR/<label_id>/pred_<seed>.npy)")
+    saved = read_oof(args.oof) if args.oof is not None else read_preds_dir(args.preds_dir, args.seed)
+    report = parity(args.data_dir, args.table, _manifest_path(args), saved, args.weights_dir, args.device,
+                    args.precision, args.tolerance, args.batch_size, args.num_workers, args.report)
+    print(format_report(report))
+    return 0 if report["passed"] else 1
+
+
+def _convert_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoints", nargs="+", type=Path, help=".pt checkpoints")
+    p.add_argument("--half", action="store_true",
+                   help="store floating tensors as fp16 (half the size; models still load them as fp32)")
+    p.add_argument("--out-dir", type=Path, default=None, help="folder to write to (default: beside each checkpoint)")
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from .convert import convert_checkpoints
+    for path, out in zip(args.checkpoints, convert_checkpoints(args.checkpoints, args.out_dir, args.half)):
+        print(f"hms_infer convert: {path} ({path.stat().st_size / 2**20:.1f} MiB) -> {out} "
+              f"({out.stat().st_size / 2**20:.1f} MiB, {'fp16' if args.half else 'dtypes kept'})")
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "inputs": ("write the exact model inputs of every row to an .npz", _inputs_args, _inputs),
     "manifest": ("recognise checkpoints' presets and write a weights manifest", _manifest_args, _manifest),
     "demo": ("random-weight end-to-end run on synthetic data", _demo_args, _demo),
+    "score": ("Kaggle's KL-divergence score of a submission against vote counts", _score_args, _score),
+    "parity": ("recompute saved out-of-fold logits per fold and compare", _parity_args, _parity),
+    "convert": ("checkpoints to .safetensors (no pickle), optionally fp16", _convert_args, _convert),
 }
 
 

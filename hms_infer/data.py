@@ -47,15 +47,21 @@ class Row:
         return f"{table} row {self.index} ({self.key_name} {self.key})"
 
 
-def read_table(path: Path, split: str) -> pd.DataFrame:
-    """Read and validate `test.csv` / `train.csv` (see `validate_table`)."""
+def read_csv(path: str | Path) -> pd.DataFrame:
+    """Any CSV table of ours, column names stripped; an unreadable file is an `HMSInputError` naming it."""
     try:
         df = pd.read_csv(path)
     except FileNotFoundError:
         raise HMSInputError(f"{path}: file not found") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise HMSInputError(f"{path}: not a readable CSV table ({e})") from None
-    return validate_table(df, str(path), split)
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def read_table(path: Path, split: str) -> pd.DataFrame:
+    """Read and validate `test.csv` / `train.csv` (see `validate_table`)."""
+    return validate_table(read_csv(path), str(path), split)
 
 
 def validate_table(df: pd.DataFrame, name: str, split: str) -> pd.DataFrame:

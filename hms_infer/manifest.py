@@ -137,7 +137,7 @@ def write_manifest_for(checkpoints: list[Path], out: str | Path, tta: str | list
             rel = str(Path(path).resolve().relative_to(out.parent.resolve()))
         except ValueError:
             rel = str(Path(path).resolve())
-        members.append(Member(name=Path(path).stem, checkpoint=rel, arch=arch, sha256=sha256(path),
+        members.append(Member(name=str(Path(rel).with_suffix("")), checkpoint=rel, arch=arch, sha256=sha256(path),
                               fold=_fold_from_name(Path(path))))
     if blend not in BLENDS:
         raise HMSInputError(f"blend must be one of {BLENDS}, got {blend!r}")

@@ -6,12 +6,12 @@ Frames hold `eeg_id` plus the six `VOTE_COLUMNS`, matched by name; rows are matc
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .constants import VOTE_COLUMNS
+from .data import read_csv
 from .errors import HMSInputError
 
 EPSILON = 1e-15
@@ -109,15 +109,3 @@ def score(solution: pd.DataFrame, submission: pd.DataFrame, epsilon: float = EPS
     _require_columns(submission, "submission")
     check_rows_match(solution, submission)
     return kl_divergence(solution_probabilities(solution), submission_probabilities(submission), epsilon)
-
-
-def read_frame(path: str | Path) -> pd.DataFrame:
-    """A solution or submission CSV; an unreadable file is an `HMSInputError` naming it."""
-    try:
-        frame = pd.read_csv(path)
-    except FileNotFoundError:
-        raise HMSInputError(f"{path}: file not found") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise HMSInputError(f"{path}: not a readable CSV table ({e})") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame

@@ -19,7 +19,7 @@ from scipy.special import softmax
 from tqdm.auto import tqdm
 
 from .constants import CLASSES, SUBMISSION_ORDER, VOTE_COLUMNS
-from .data import Competition, read_table
+from .data import Competition, read_csv, read_table
 from .ensemble import Ensemble
 from .errors import HMSInputError
 from .files import write_text_atomic
@@ -82,13 +82,7 @@ def read_preds_dir(preds_dir: str | Path, seed: int) -> dict[int, np.ndarray]:
 
 def read_oof(path: str | Path) -> dict[int, np.ndarray]:
     """An OOF CSV (`label_id` + `logit_<class>` columns) -> {label_id: (6,) logits in `CLASSES` order}."""
-    try:
-        df = pd.read_csv(path)
-    except FileNotFoundError:
-        raise HMSInputError(f"{path}: file not found") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise HMSInputError(f"{path}: not a readable CSV table ({e})") from None
-    df.columns = [str(c).strip() for c in df.columns]
+    df = read_csv(path)
     missing = [c for c in ("label_id", *LOGIT_COLUMNS) if c not in df.columns]
     if missing:
         raise HMSInputError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")

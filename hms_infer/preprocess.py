@@ -4,6 +4,7 @@ All functions take and return numpy arrays; none reads files or keeps state.
 """
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -64,7 +65,8 @@ def spectrogram_image(regions: np.ndarray) -> np.ndarray:
     x = np.concatenate([x, np.stack(diffs, axis=-1)], axis=-1)  # (T, 100, 10)
     lo, hi = SPECT_CLIP_LOG
     x = np.log(np.clip(x, np.exp(lo), np.exp(hi)))
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # an all-NaN window is valid: m and s are NaN, handled below
+        warnings.simplefilter("ignore", RuntimeWarning)
         m = np.nanmean(x)
         s = np.nanstd(x) + 1e-6
     fill = 0.0 if (np.isnan(m) or np.isnan(s) or m < 1) else m

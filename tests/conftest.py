@@ -1,6 +1,7 @@
 """Shared fixtures: the reference vectors, a synthetic competition folder, tiny-backbone checkpoints."""
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def tiny_manifest(weights_dir: Path, tta=("none", "lr", "fb", "lrfb"), blend: st
     """A manifest mapping for the tiny checkpoints of `tiny_weights`."""
     return {"version": 1, "tta": list(tta), "blend": blend, "members": [
         {"name": f"tiny{f}", "checkpoint": f"test_efficientnet_{f}_0.pt", "sha256": None, "weight": 1.0,
-         "fold": f, "arch": TINY_ARCH} for f in folds]}
+         "fold": f, "arch": copy.deepcopy(TINY_ARCH)} for f in folds]}
 
 
 def reference_tiny_config() -> dict:

@@ -28,6 +28,8 @@ def preset_state_dicts() -> dict[str, dict[str, torch.Tensor]]:
 def test_every_preset_is_recognised_from_its_tensors(preset_state_dicts):
     for name, sd in preset_state_dicts.items():
         assert detect_preset(sd) == name
+    half = {k: v.half() if v.is_floating_point() else v for k, v in preset_state_dicts["cfg_3"].items()}
+    assert detect_preset(half) == "cfg_3"  # `convert --half` checkpoints
 
 
 def test_window_mask_decides_between_same_shaped_layouts(preset_state_dicts):

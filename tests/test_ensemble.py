@@ -141,3 +141,14 @@ def test_missing_checkpoint_and_bad_device_are_clear_errors(tiny_weights, tmp_pa
     if not torch.cuda.is_available():
         with pytest.raises(HMSInputError, match="no CUDA device"):
             Ensemble.from_manifest(tiny_weights / "missing.yaml", device="cuda")
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_with_full_size_presets(tmp_path, capsys):
+    from hms_infer.demo import run_demo
+    out = run_demo(tmp_path / "demo", device="cpu", rows=1)
+    text = capsys.readouterr().out
+    assert "RANDOM weights" in text and "cfg_1" in text and "cfg_5" in text
+    sub = pd.read_csv(out)
+    assert list(sub.columns) == list(SUBMISSION_HEADER) and len(sub) == 1
+    assert sub.iloc[0, 1:].sum() == pytest.approx(1.0)

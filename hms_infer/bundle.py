@@ -1,0 +1,204 @@
+"""The Kaggle offline bundle (the folder uploaded as one Kaggle Dataset); `build_wheels.sh` drives it.
+
+    wheels/                 hms_infer + the pure-python wheels pinned in kaggle/bundle-requirements.txt
+    kernel.py               the notebook script: installs the wheels offline, writes submission.csv
+    weights_manifest.yaml   the manifest, its checkpoints under weights/ (relative to the bundle root)
+    weights/                the checkpoints (when a weights folder is given), verified against their sha256
+    dataset-metadata.json   template for `kaggle datasets create` (an existing one is kept)
+
+    python -m hms_infer.bundle --out DIR --wheels STAGED_WHEELS --requirements REQ --kernel kernel.py \
+        [--weights-dir DIR] [--manifest PATH] [--default-manifest PATH]
+
+Building is idempotent: files the bundle does not consist of are removed, checkpoints already in place are kept.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
+from typing import Sequence
+
+from .checkpoint import sha256
+from .errors import HMSInputError
+from .files import atomic_path, write_text_atomic
+from .manifest import Manifest, load_manifest, save_manifest
+
+MANIFEST_NAME = "weights_manifest.yaml"
+METADATA_NAME = "dataset-metadata.json"
+# The Kaggle image ships these (built for its CUDA and Python); a wheel of them would replace them and break it.
+FORBIDDEN = frozenset({"torch", "torchvision", "torchaudio", "numpy", "scipy", "pandas", "pyarrow"})
+METADATA_TEMPLATE = {"title": "hms-infer offline bundle", "id": "<your-kaggle-username>/hms-infer-bundle",
+                     "licenses": [{"name": "CC0-1.0"}]}
+BUNDLED_HEADER = """\
+# hms_infer weights manifest, bundled by build_wheels.sh: members[].checkpoint is relative to this file's folder
+# (the bundle root) and sha256 was verified when the bundle was built.
+"""
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)$")
+
+
+def normalize(name: str) -> str:
+    """A project name as wheel file names spell it: lower case, runs of `-_.` as `_` (`nnAudio` -> `nnaudio`)."""
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def read_pins(path: str | Path) -> dict[str, str]:
+    """`name==version` lines (comments and blank lines skipped) -> {normalized name: version}."""
+    pins = {}
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = _PIN.match(line)
+        if not match:
+            raise HMSInputError(f"{path}:{n}: expected name==version, got {line!r}")
+        pins[normalize(match[1])] = match[2]
+    return pins
+
+
+def check_wheels(wheels: Sequence[Path], expected: dict[str, str]) -> None:
+    """Fail unless `wheels` are exactly the `expected` {name: version}, each pure python (py3-none-any) and none
+    of them a package the Kaggle image provides (`FORBIDDEN`)."""
+    found: dict[str, str] = {}
+    for wheel in wheels:
+        parts = wheel.name[:-len(".whl")].split("-")
+        if not wheel.name.endswith(".whl") or len(parts) not in (5, 6):
+            raise HMSInputError(f"{wheel}: not a wheel file name")
+        name, version, (python, abi, platform) = normalize(parts[0]), parts[1], parts[-3:]
+        if name in FORBIDDEN:
+            raise HMSInputError(f"{wheel.name}: the Kaggle image provides {name}; bundling it would replace it")
+        if "py3" not in python.split(".") or abi != "none" or platform != "any":
+            raise HMSInputError(f"{wheel.name}: not a pure-python (py3-none-any) wheel")
+        found[name] = version
+    if found != expected:
+        raise HMSInputError(f"wheels {sorted(f'{k}=={v}' for k, v in found.items())} differ from the expected "
+                            f"{sorted(f'{k}=={v}' for k, v in expected.items())}")
+
+
+def _copy_verified(src: Path, dst: Path, digest: str) -> None:
+    """Copy `src` to `dst` atomically unless `dst` already has `digest`; verify the copy."""
+    if dst.is_file() and sha256(dst) == digest:
+        return
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+        if sha256(tmp) != digest:
+            raise HMSInputError(f"{src}: the copy at {dst} does not hash to {digest}")
+
+
+def bundled_path(checkpoint: str) -> str:
+    """Where a manifest's checkpoint goes in the bundle: `weights/<its relative path>` (subfolders kept: the
+    presets' checkpoints share file names), or `weights/<file name>` for an absolute or `..` path."""
+    path = PurePosixPath(Path(checkpoint).as_posix())
+    if path.is_absolute() or ".." in path.parts:
+        path = PurePosixPath(path.name)
+    return f"weights/{path}"
+
+
+def bundle_weights(manifest: Manifest, weights_dir: Path | None, out: Path) -> Manifest:
+    """The manifest with every checkpoint at its `bundled_path`, copied there from `weights_dir` (sha256 verified
+    against the manifest, filled in where it has none). Without `weights_dir` nothing is copied."""
+    members, sources = [], {}
+    for m in manifest.members:
+        dest = bundled_path(m.checkpoint)
+        src = m.checkpoint_path(weights_dir) if weights_dir is not None else Path(m.checkpoint)
+        if sources.setdefault(dest, src.resolve()) != src.resolve():
+            raise HMSInputError(f"{src} and {sources[dest]} would both be bundled as {dest}; rename one")
+        digest = m.sha256
+        if weights_dir is not None:
+            if not src.is_file():
+                raise HMSInputError(f"{src}: checkpoint of member {m.name} not found")
+            digest = sha256(src)
+            if m.sha256 and m.sha256 != digest:
+                raise HMSInputError(f"{src}: sha256 {digest} does not match the manifest's {m.sha256} "
+                                    f"(member {m.name})")
+            _copy_verified(src, out / dest, digest)
+        members.append(replace(m, checkpoint=dest, sha256=digest))
+    return replace(manifest, members=members)
+
+
+def _remove_unlisted(folder: Path, keep: set[str]) -> None:
+    """Delete everything under `folder` but the `keep` paths (relative, posix), what they hold and their parents."""
+    if not folder.is_dir():
+        return
+    for entry in sorted(folder.rglob("*"), reverse=True):  # children before their folders
+        rel = entry.relative_to(folder).as_posix()
+        if any(rel == k or rel.startswith(f"{k}/") or k.startswith(f"{rel}/") for k in keep):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def choose_manifest(manifest: Path | None, weights_dir: Path | None, default: Path) -> Path:
+    """`weights_dir`'s weights_manifest.yaml if it has one, else the explicit `manifest`, else `default`."""
+    if weights_dir is not None and (weights_dir / MANIFEST_NAME).is_file():
+        return weights_dir / MANIFEST_NAME
+    return manifest if manifest is not None else default
+
+
+def build_bundle(out: Path, wheels: Path, requirements: Path, kernel: Path, manifest_path: Path,
+                 weights_dir: Path | None = None) -> Manifest:
+    """Assemble the bundle in `out` from the staged wheels folder, kernel.py and the manifest (module docstring)."""
+    staged = sorted(wheels.glob("*.whl"))
+    check_wheels(staged, {normalize("hms_infer"): _hms_infer_version(staged), **read_pins(requirements)})
+    manifest = bundle_weights(load_manifest(manifest_path), weights_dir, out)
+    for wheel in staged:
+        _copy_verified(wheel, out / "wheels" / wheel.name, sha256(wheel))
+    _copy_verified(kernel, out / "kernel.py", sha256(kernel))
+    save_manifest(manifest, out / MANIFEST_NAME, BUNDLED_HEADER)
+    if not (out / METADATA_NAME).is_file():
+        write_text_atomic(out / METADATA_NAME, json.dumps(METADATA_TEMPLATE, indent=2) + "\n")
+    checkpoints = {m.checkpoint for m in manifest.members} if weights_dir is not None else set()
+    _remove_unlisted(out, {"kernel.py", MANIFEST_NAME, METADATA_NAME, *checkpoints,
+                           *(f"wheels/{w.name}" for w in staged)})
+    return manifest
+
+
+def _hms_infer_version(wheels: Sequence[Path]) -> str:
+    versions = [w.name.split("-")[1] for w in wheels if normalize(w.name.split("-")[0]) == "hms_infer"]
+    if len(versions) != 1:
+        raise HMSInputError(f"expected one hms_infer wheel among {[w.name for w in wheels]}")
+    return versions[0]
+
+
+def _size(path: Path) -> str:
+    total = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+    return f"{total / 2**20:.1f} MiB"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hms_infer.bundle", description=__doc__.split("\n")[0])
+    p.add_argument("--out", type=Path, required=True, help="bundle folder to write")
+    p.add_argument("--wheels", type=Path, required=True, help="folder with the staged wheels")
+    p.add_argument("--requirements", type=Path, required=True, help="the name==version pins of those wheels")
+    p.add_argument("--kernel", type=Path, required=True, help="kernel.py to bundle")
+    p.add_argument("--weights-dir", type=Path, default=None, help="folder of the checkpoints to bundle")
+    p.add_argument("--manifest", type=Path, default=None,
+                   help="the manifest (default: WEIGHTS_DIR's if it has one, else --default-manifest)")
+    p.add_argument("--default-manifest", type=Path, default=Path(MANIFEST_NAME), help="the repo's manifest")
+    args = p.parse_args(argv)
+    manifest_path = choose_manifest(args.manifest, args.weights_dir, args.default_manifest)
+    try:
+        manifest = build_bundle(args.out, args.wheels, args.requirements, args.kernel, manifest_path, args.weights_dir)
+    except HMSInputError as e:
+        print(f"build_wheels: error: {e}", file=sys.stderr)
+        return 2
+    for wheel in sorted((args.out / "wheels").iterdir()):
+        print(f"  wheels/{wheel.name} ({_size(wheel)})")
+    print(f"  {MANIFEST_NAME}: {len(manifest.members)} members from {manifest_path}")
+    if args.weights_dir is None:
+        print(f"  no --weights-dir: the bundle holds no checkpoints; the manifest expects them at "
+              f"{', '.join(m.checkpoint for m in manifest.members)}")
+    else:
+        print(f"  weights/: {len({m.checkpoint for m in manifest.members})} checkpoints "
+              f"({_size(args.out / 'weights')})")
+    print(f"build_wheels: {args.out} ({_size(args.out)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
