@@ -1,7 +1,7 @@
 """Command line: a thin layer over the package API.
 
     python -m hms_infer --test-dir DIR --out submission.csv [options]     # the main command: predict
-    python -m hms_infer inputs|manifest|demo ...                          # see --help of each
+    python -m hms_infer inputs|manifest|demo|score|parity|convert ...     # see --help of each
 """
 from __future__ import annotations
 
