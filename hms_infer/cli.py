@@ -132,6 +132,8 @@ def _parity_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tolerance", type=float, default=0.05,
                    help="largest |logit difference| that passes (default 0.05: saved OOF came from fp16-mixed)")
     p.add_argument("--report", type=Path, default=None, help="JSON report to write (atomically)")
+    p.add_argument("--members", default="*",
+                   help="glob on member names selecting one configuration, e.g. 'cfg_1/*' (default: all)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes (0: read in-process)")
 
@@ -142,7 +144,8 @@ def _parity(args: argparse.Namespace) -> int:
         raise HMSInputError("--preds-dir needs --seed (the files are PREDS_DIR/<label_id>/pred_<seed>.npy)")
     saved = read_oof(args.oof) if args.oof is not None else read_preds_dir(args.preds_dir, args.seed)
     report = parity(args.data_dir, args.table, _manifest_path(args), saved, args.weights_dir, args.device,
-                    args.precision, args.tolerance, args.batch_size, args.num_workers, args.report)
+                    args.precision, args.tolerance, args.batch_size, args.num_workers, args.report,
+                    members=args.members)
     print(format_report(report))
     return 0 if report["passed"] else 1
 

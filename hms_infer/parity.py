@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Mapping
 
@@ -96,22 +97,25 @@ def read_oof(path: str | Path) -> dict[int, np.ndarray]:
     return dict(zip(ids.astype(np.int64).tolist(), values))
 
 
-def _fold_member(manifest: Manifest, fold: int, source: str) -> Member:
-    found = [m for m in manifest.members if m.fold == fold]
+def _fold_member(manifest: Manifest, fold: int, source: str, pattern: str) -> Member:
+    """The one member of `fold` whose name matches the glob `pattern`."""
+    found = [m for m in manifest.members if m.fold == fold and fnmatch(m.name, pattern)]
     if len(found) != 1:
         have = {m.name: m.fold for m in manifest.members}
-        raise HMSInputError(f"fold {fold}: {source} has {len(found)} members with fold {fold} (member folds: "
-                            f"{have}); parity needs exactly one checkpoint per fold being compared")
+        raise HMSInputError(f"fold {fold}: {source} has {len(found)} members with fold {fold} matching "
+                            f"{pattern!r} (member folds: {have}); parity needs exactly one checkpoint per fold being "
+                            f"compared (select one configuration with --members)")
     return found[0]
 
 
 def parity(data_dir: str | Path, table: str | Path, manifest: str | Path | Manifest,
            saved: Mapping[int, np.ndarray], weights_dir: str | Path | None = None, device: str = "auto",
            precision: str = "auto", tolerance: float = 0.05, batch_size: int = 8, num_workers: int = 2,
-           report_path: str | Path | None = None, progress: bool = True) -> dict:
+           report_path: str | Path | None = None, progress: bool = True, members: str = "*") -> dict:
     """Recompute the saved OOF logits `saved` ({label_id: (6,)}) fold by fold and compare; return the report.
 
-    `weights_dir` defaults to the manifest file's folder (the current folder for a `Manifest`). The report (also
+    `weights_dir` defaults to the manifest file's folder (the current folder for a `Manifest`). `members` is a glob
+    on member names that picks one configuration of a multi-configuration manifest (e.g. `cfg_1/*`). The report (also
     written as JSON to `report_path`) holds `rows`, `max_abs_logit_diff`, `mean_abs_logit_diff`, `kl_saved`,
     `kl_recomputed`, `passed`, per-fold and per-class details.
     """
@@ -130,7 +134,7 @@ def parity(data_dir: str | Path, table: str | Path, manifest: str | Path | Manif
     rows = rows[has_pred]  # index: row numbers in the table, for error messages
     targets = solution_probabilities(rows)  # refuses bad votes before any model runs
     folds = sorted(rows["fold"].unique().tolist())
-    members = {f: _fold_member(manifest, f, source) for f in folds}
+    chosen = {f: _fold_member(manifest, f, source, members) for f in folds}
 
     saved_logits = np.stack([saved[i] for i in rows["label_id"]])
     recomputed = np.zeros_like(saved_logits)
@@ -138,7 +142,7 @@ def parity(data_dir: str | Path, table: str | Path, manifest: str | Path | Manif
     load_s = 0.0
     for fold in folds:
         t = time.perf_counter()
-        ens = Ensemble.from_manifest(Manifest([members[fold]], tta=["none"]), weights_dir, device, precision)
+        ens = Ensemble.from_manifest(Manifest([chosen[fold]], tta=["none"]), weights_dir, device, precision)
         load_s += time.perf_counter() - t
         where = np.flatnonzero(rows["fold"].to_numpy() == fold)
         comp = Competition(data_dir, "train", table=rows.iloc[where], table_name=Path(table).name)
@@ -151,7 +155,7 @@ def parity(data_dir: str | Path, table: str | Path, manifest: str | Path | Manif
 
     report = compare(rows, saved_logits, recomputed, targets, tolerance)
     for f in folds:
-        report["folds"][str(f)]["member"] = members[f].name
+        report["folds"][str(f)]["member"] = chosen[f].name
     report.update({"rows_without_prediction": without, "device": ",".join(str(d) for d in ens.devices),
                    "precision": ens.precision, "seconds": round(dt, 3)})
     print(f"hms_infer parity: {len(rows)} rows in {dt:.1f} s ({len(rows) / dt:.2f} rows/s; models loaded in "

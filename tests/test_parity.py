@@ -160,3 +160,13 @@ def test_table_needs_fold(case, tmp_path):
     pd.read_csv(case["table"]).drop(columns="fold").to_csv(tmp_path / "t.csv", index=False)
     with pytest.raises(HMSInputError, match=r"missing column\(s\) \['fold'\]"):
         parity(case["data"], tmp_path / "t.csv", case["manifest"], {}, device="cpu")
+
+
+def test_members_glob_selects_one_configuration(case, capsys):
+    m = yaml.safe_load(case["manifest"].read_text())
+    decoy = dict(m["members"][0], name="other/fold1", fold=1)  # a second configuration's fold-1 checkpoint
+    path = case["root"] / "two_configs.yaml"
+    path.write_text(yaml.safe_dump(dict(m, members=[*m["members"], decoy])))
+    assert main(cli(case, "--oof", str(case["oof"]), "--manifest", str(path))) == 2
+    assert "2 members with fold 1 matching '*'" in capsys.readouterr().err
+    assert main(cli(case, "--oof", str(case["oof"]), "--manifest", str(path), "--members", "tiny*")) == 0
