@@ -50,26 +50,26 @@ def is_bundle(folder: Path) -> bool:
     return (folder / "wheels").is_dir() and (folder / MANIFEST).is_file()
 
 
-def find_competition(input_dir: Path) -> Path:
-    for folder in (input_dir / COMPETITION, input_dir / "competitions" / COMPETITION):
-        if is_competition(folder):
+def locate(input_dir: Path, candidates: list[Path], match: Callable[[Path], bool], what: str, hint: str) -> Path:
+    """The first of `candidates` that `match`es, else the first such folder under `input_dir`; else exit."""
+    for folder in candidates:
+        if match(folder):
             return folder
-    found = find_dir(input_dir, is_competition)
+    found = find_dir(input_dir, match)
     if found is None:
-        raise SystemExit(f"kernel: no competition folder (test.csv beside test_eegs/) under {input_dir}: "
-                         f"add the competition's data to the notebook")
+        raise SystemExit(f"kernel: no {what} under {input_dir}: {hint}")
     return found
+
+
+def find_competition(input_dir: Path) -> Path:
+    return locate(input_dir, [input_dir / COMPETITION, input_dir / "competitions" / COMPETITION], is_competition,
+                  "competition folder (test.csv beside test_eegs/)", "add the competition's data to the notebook")
 
 
 def find_bundle(input_dir: Path) -> Path:
-    here = Path(__file__).absolute().parent if "__file__" in globals() else None  # None when pasted in a cell
-    if here is not None and is_bundle(here):
-        return here
-    found = find_dir(input_dir, is_bundle)
-    if found is None:
-        raise SystemExit(f"kernel: no bundle (wheels/ and {MANIFEST}) under {input_dir}: "
-                         f"add the dataset built by build_wheels.sh to the notebook")
-    return found
+    here = [Path(__file__).absolute().parent] if "__file__" in globals() else []  # none when pasted in a cell
+    return locate(input_dir, here, is_bundle,
+                  f"bundle (wheels/ and {MANIFEST})", "add the dataset built by build_wheels.sh to the notebook")
 
 
 def install(bundle: Path, site: Path) -> None:
