@@ -210,6 +210,8 @@ class Competition:
                                     f"(needed by {where})")
         x = _read_columns(pf, path, ["time"] + sum(region_cols, []), where)
         time, power = x[:, 0], x[:, 1:].reshape(len(x), len(SPECT_REGIONS), SPECT_FREQS)
+        if np.isnan(time).all():
+            raise HMSInputError(f"{path}: the time column holds no values (needed by {where})")
         if row.spectrogram_offset_s is not None:
             offset = row.spectrogram_offset_s
         else:

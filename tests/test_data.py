@@ -120,6 +120,11 @@ def _corrupt(root: Path, case: str) -> str:
         df["T3"] = df["T3"].astype(str)
         df.to_parquet(eeg_path)
         return "column 'T3' holds non-numeric data"
+    if case == "spectrogram without times":
+        df = pd.read_parquet(spect_path)
+        df["time"] = np.nan
+        df.to_parquet(spect_path)
+        return "the time column holds no values (needed by test.csv row 2"
     if case == "corrupt parquet":
         eeg_path.write_bytes(b"PAR1 this is not parquet")
         return f"{eeg_path.name}: unreadable or corrupt parquet file (needed by test.csv row 2"
@@ -141,7 +146,7 @@ def _corrupt(root: Path, case: str) -> str:
 
 
 BAD_CASES = ["missing eeg file", "missing spectrogram file", "missing column", "misnamed column",
-             "misnamed spectrogram columns", "non-numeric data", "corrupt parquet", "empty parquet", "empty table",
+             "misnamed spectrogram columns", "spectrogram without times", "non-numeric data", "corrupt parquet", "empty parquet", "empty table",
              "missing table column", "non-integer id"]
 
 
