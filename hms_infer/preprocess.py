@@ -49,6 +49,25 @@ def montage_index(view: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return tuple(first), tuple(second)
 
 
+@lru_cache(maxsize=None)
+def signed_permutation(view: str) -> tuple[tuple[int, int], ...]:
+    """Each of the 24 signals of `view` as (channel, sign) of the `none` montage: signal_v[i] = sign * signal[channel].
+
+    A brain flip renames electrodes, so each flipped pair is a montage pair, possibly reversed (sign -1).
+    """
+    first, second = montage_index("none")
+    pairs = list(zip(first, second))
+    out = []
+    for a, b in zip(*montage_index(view)):
+        if (a, b) in pairs:
+            out.append((pairs.index((a, b)), 1))
+        elif (b, a) in pairs:
+            out.append((pairs.index((b, a)), -1))
+        else:
+            raise ValueError(f"view {view!r}: pair {ELECTRODES[a]}-{ELECTRODES[b]} is not a montage pair")
+    return tuple(out)
+
+
 def bipolar(electrodes: np.ndarray, view: str = "none") -> np.ndarray:
     """(19, T) electrode signals -> (24, T) node differences of the brain-flip `view` (SPEC §2.1 steps 6-7)."""
     first, second = montage_index(view)

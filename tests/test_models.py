@@ -40,19 +40,6 @@ def test_reference_tiny_model_loads_strictly_and_reproduces_all_heads(reference)
         np.testing.assert_allclose(out[head].numpy(), io[key], rtol=0, atol=1e-4, err_msg=head)
 
 
-def test_predict_views_equals_one_forward_per_view(reference):
-    model = create_model(reference_tiny_config())
-    load_weights(model, load_file(reference / "tiny_model" / "weights.safetensors"), "tiny", "tiny")
-    io = np.load(reference / "tiny_model" / "io.npz")
-    eeg, spect = torch.from_numpy(io["input_eeg_raw"][:1]), torch.from_numpy(io["input_comp_spectrogram"][:1])
-    views = torch.stack([eeg, -eeg.flip(1)], dim=1)  # (1, 2, 24, T): any two views
-    with torch.inference_mode():
-        batched = model.predict_views(views, spect)
-        single = torch.stack([model(views[:, v], spect)["all"] for v in range(2)], dim=1)
-    assert batched.shape == (1, 2, 6)
-    torch.testing.assert_close(batched, single, rtol=0, atol=1e-5)
-
-
 def test_non_hgnet_wavenet_backbone_has_stride_1_2_stem():
     model = create_model(TINY_ARCH)
     assert model.eeg_backbone_1d.backbone_2d.conv_stem.stride == (1, 2)

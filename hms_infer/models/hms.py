@@ -44,18 +44,6 @@ class HMSModel(nn.Module):
             "eeg_wavenet": self.head_1d(f_wave),
         }
 
-    def predict_views(self, eeg_views: torch.Tensor, spect: torch.Tensor) -> torch.Tensor:
-        """`head_all` logits for several EEG views of each sample sharing one spectrogram.
-
-        eeg_views: (B, V, 24, T), spect: (B, 10, 300, 100) -> (B, V, 6). The spectrogram branch runs once per
-        sample (the flips do not change it); the EEG branches run on all B*V views as one batch.
-        """
-        b, v = eeg_views.shape[:2]
-        f_spect = self.spect_backbone(spect).repeat_interleave(v, dim=0)
-        eeg = eeg_views.reshape(b * v, *eeg_views.shape[2:])
-        f_stft, f_wave = self.eeg_backbone(eeg), self.eeg_backbone_1d(eeg)
-        return self.head_all(torch.cat([f_stft, f_spect, f_wave], dim=1)).reshape(b, v, -1)
-
 
 def create_model(arch: str | Mapping[str, Any] | ArchConfig) -> HMSModel:
     """Build a randomly initialised model in eval mode from a preset name or an arch mapping."""

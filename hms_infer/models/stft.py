@@ -36,11 +36,19 @@ class StftBackbone(nn.Module):
         self.stft_layer = StftLayer(cfg)
         self.stack_factor = cfg.stack_factor
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, 24, T) -> (B, F)."""
+    def spectra(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, 24, T) -> (B, 24, Fq, Tf) scaled log power of each signal."""
         b, c, t = x.shape
         spec = self.stft_layer(x.reshape(b * c, t))  # (B*24, Fq, Tf)
-        fq, tf = spec.shape[-2:]
+        return spec.reshape(b, c, *spec.shape[-2:])
+
+    def from_spectra(self, spec: torch.Tensor) -> torch.Tensor:
+        """spec: (B, 24, Fq, Tf) -> stacked along frequency, folded by `stack_factor` -> backbone -> (B, F)."""
+        b, c, fq, tf = spec.shape
         s = self.stack_factor
         image = spec.reshape(b, 1, c * fq, tf).reshape(b, 1, c * fq // s, tf * s)
         return self.backbone(image)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, 24, T) -> (B, F)."""
+        return self.from_spectra(self.spectra(x))

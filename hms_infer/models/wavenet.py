@@ -65,18 +65,29 @@ class WaveNetBackbone(nn.Module):
         if not is_hgnetv2(backbone):
             self.backbone_2d.conv_stem.stride = (1, 2)
 
-    def image(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, 24, T) -> (B, 1, T / ds, 24 * C)."""
+    def chains(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """x: (B, 24, T) -> per chain, each signal through that chain's WaveNet: 3 x (B, 8, T', C)."""
         b, _, t = x.shape
         ys = []
         for i, wavenet in enumerate(self.backbone_1ds):
             chain = x[:, i * CHAIN_SIZE:(i + 1) * CHAIN_SIZE].reshape(b * CHAIN_SIZE, 1, t)
             y = wavenet(chain)  # (B*8, C, T')
-            ys.append(y.reshape(b, CHAIN_SIZE, y.shape[1], y.shape[2]).permute(0, 1, 3, 2))  # (B, 8, T', C)
+            ys.append(y.reshape(b, CHAIN_SIZE, y.shape[1], y.shape[2]).permute(0, 1, 3, 2))
+        return ys
+
+    @staticmethod
+    def assemble(ys: list[torch.Tensor]) -> torch.Tensor:
+        """3 x (B, 8, T', C) chain outputs -> the (B, 1, T', 24 * C) image: all C-2 leading features of the 24
+        signals, then their last 2."""
+        b = ys[0].shape[0]
         a = torch.cat([y[..., :-2] for y in ys], dim=1).permute(0, 2, 1, 3)  # (B, T', 24, C-2)
         d = torch.cat([y[..., -2:] for y in ys], dim=1).permute(0, 2, 1, 3)  # (B, T', 24, 2)
         image = torch.cat([a.reshape(b, a.shape[1], -1), d.reshape(b, d.shape[1], -1)], dim=2)
         return image.unsqueeze(1)
+
+    def image(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, 24, T) -> (B, 1, T / ds, 24 * C)."""
+        return self.assemble(self.chains(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, 24, T) -> (B, F)."""
