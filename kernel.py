@@ -104,8 +104,14 @@ def arch_supported(capability: tuple[int, int], arch_list: list[str]) -> bool:
 
 
 def _runs_on(torch: Any, index: int) -> bool:
+    """A tiny fp16 conv2d and linear under autocast on the GPU: an elementwise kernel alone would not show a
+    missing cuDNN or cuBLAS."""
     try:
-        return (torch.ones(2, device=f"cuda:{index}") * 2).sum().item() == 4.0
+        dev = f"cuda:{index}"
+        with torch.autocast("cuda", dtype=torch.float16):
+            x = torch.nn.functional.conv2d(torch.ones(1, 1, 8, 8, device=dev), torch.ones(2, 1, 3, 3, device=dev))
+            y = torch.nn.functional.linear(x.flatten(1), torch.ones(4, x[0].numel(), device=dev))
+        return bool(torch.isfinite(y.float()).all().item())
     except RuntimeError:
         return False
 

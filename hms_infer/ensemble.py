@@ -1,12 +1,19 @@
-"""The ensemble: members from a manifest, brain-flip TTA batched on the device, and the blend."""
+"""The ensemble: members from a manifest, brain-flip TTA on the device, and the blend.
+
+Two paths compute the same numbers. The fast one (default) forms the `none` montage on the device and runs all
+views of a member in one pass that shares what the views share (`models.multiview`), with the merged or fused
+WaveNet levels (`models.wavenet_fast`), channels-last 2-D backbones on GPUs and optionally `torch.compile`. The
+reference one (`fast=False`) runs `HMSModel.forward` once per view, as the training code did. Devices,
+precision, placement and batch sizing live in `runtime`.
+"""
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,44 +26,25 @@ from .data import Competition
 from .errors import HMSInputError
 from .loader import batches
 from .manifest import Manifest, load_manifest, parse_tta
-from .models import HMSModel, create_model
+from .models import ArchConfig, HMSModel, create_model, resolve_arch
+from .models.multiview import forward_views, view_plan
 from .preprocess import montage_index
+from .runtime import (
+    DevicePool, DeviceTimer, RunStats, auto_batch_size, autocast, configure_backends, member_gflops, on_device, place,
+    prepare, resolve_devices, resolve_precision, wave_backend,
+)
 from .submission import to_submission, write_submission
 
 log = logging.getLogger(__name__)
-PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def resolve_devices(device: str = "auto") -> list[torch.device]:
-    """`auto`: every visible GPU, else CPU; `cuda`: every visible GPU; or a comma list like `cuda:0,cuda:1`."""
-    if device in ("auto", "cuda"):
-        n = torch.cuda.device_count()
-        if n:
-            return [torch.device("cuda", i) for i in range(n)]
-        if device == "cuda":
-            raise HMSInputError("--device cuda: no CUDA device is visible")
-        return [torch.device("cpu")]
-    try:
-        devices = [torch.device(d.strip()) for d in device.split(",")]
-    except RuntimeError as e:
-        raise HMSInputError(f"--device {device!r}: {e}") from None
-    if any(d.type == "cuda" for d in devices) and not torch.cuda.is_available():
-        raise HMSInputError(f"--device {device}: no CUDA device is visible")
-    return devices
-
-
-def resolve_precision(precision: str, devices: Sequence[torch.device]) -> str:
-    """`auto`: fp16 autocast on GPUs (as the training code validated: fp16-mixed), fp32 on CPU."""
-    if precision == "auto":
-        return "fp16" if devices[0].type == "cuda" else "fp32"
-    if precision not in PRECISIONS:
-        raise HMSInputError(f"--precision must be auto or one of {list(PRECISIONS)}, got {precision!r}")
-    return precision
+_INDEX: dict[tuple[torch.device, tuple[str, ...]], torch.Tensor] = {}
 
 
 def bipolar_views(electrodes: torch.Tensor, views: Sequence[str]) -> torch.Tensor:
     """(B, 19, T) electrodes -> (B, V, 24, T) node differences of each brain-flip view."""
-    index = torch.tensor([montage_index(v) for v in views], device=electrodes.device)  # (V, 2, 24)
+    key = (electrodes.device, tuple(views))
+    if key not in _INDEX:  # once per device: no host-to-device copy (and stream sync) per batch
+        _INDEX[key] = torch.tensor([montage_index(v) for v in views], device=electrodes.device)  # (V, 2, 24)
+    index = _INDEX[key]
     return electrodes[:, index[:, 0]] - electrodes[:, index[:, 1]]
 
 
@@ -83,38 +71,52 @@ class LoadedMember:
     weight: float
     device: torch.device
 
+    @property
+    def arch(self) -> ArchConfig:
+        return self.model.cfg
+
 
 class Ensemble:
     """Loaded members; `predict(test_dir)` returns the submission frame.
 
-    Members are spread round-robin over `devices`; each batch's inputs go to every device once, and the
-    spectrogram branch runs once per sample for all views.
+    Each batch's inputs go to every device once; members on different GPUs run in parallel threads.
     """
 
     def __init__(self, members: Sequence[LoadedMember], tta: Sequence[str] = VIEWS, blend: str = "prob",
-                 precision: str = "fp32"):
+                 precision: str = "fp32", fast: bool = True, compile: bool = False):
         self.members = list(members)
         self.tta = parse_tta(list(tta), "tta")
         self.blend_mode = blend
         self.precision = precision
+        self.fast = fast
+        self.plan = view_plan(tuple(self.tta))
+        devices = self.devices
+        configure_backends(devices, precision)
+        self.wave_backend = wave_backend(devices, precision, fast)
+        for m in self.members:
+            prepare(m.model, m.device, precision, self.wave_backend)
+        self._forwards = [self._member_forward(m, compile) for m in self.members]
+        self._pool = DevicePool(devices)
 
     @classmethod
     def from_manifest(cls, manifest: Manifest | str | Path, weights_dir: str | Path | None = None,
-                      device: str = "auto", precision: str = "auto", tta: Sequence[str] | str | None = None
-                      ) -> "Ensemble":
+                      device: str = "auto", precision: str = "auto", tta: Sequence[str] | str | None = None,
+                      fast: bool = True, compile: bool = False) -> "Ensemble":
         """Load every member strictly (sha256 verified when the manifest gives one).
 
-        `weights_dir` defaults to the manifest's folder; `tta` overrides the manifest's views.
+        `weights_dir` defaults to the manifest's folder; `tta` overrides the manifest's views. On several GPUs
+        members are placed to balance their FLOPs.
         """
         if not isinstance(manifest, Manifest):
             weights_dir = weights_dir or Path(manifest).parent
             manifest = load_manifest(manifest)
         weights_dir = Path(weights_dir or ".")
         devices = resolve_devices(device)
-        if any(d.type == "cuda" for d in devices):
-            torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
+        precision = resolve_precision(precision, devices)
+        archs = [resolve_arch(m.arch) for m in manifest.members]
+        placed = place([member_gflops(a) for a in archs], devices) if len(devices) > 1 else devices * len(archs)
         members = []
-        for i, m in enumerate(manifest.members):
+        for m, dev in zip(manifest.members, placed):
             path = m.checkpoint_path(weights_dir)
             digest = sha256(path) if m.sha256 and path.is_file() else m.sha256
             if digest != m.sha256:
@@ -122,68 +124,189 @@ class Ensemble:
                                     f"(member {m.name})")
             model = load_weights(create_model(m.arch), read_state_dict(path), str(path),
                                  m.arch if isinstance(m.arch, str) else f"{m.name} (custom arch)")
-            dev = devices[i % len(devices)]
             members.append(LoadedMember(m.name, model.to(dev).eval(), m.weight, dev))
         views = manifest.tta if tta is None else parse_tta(tta, "--tta")
-        return cls(members, views, manifest.blend, resolve_precision(precision, devices))
+        return cls(members, views, manifest.blend, precision, fast, compile)
 
     @property
     def devices(self) -> list[torch.device]:
         return list(dict.fromkeys(m.device for m in self.members))
 
-    def _autocast(self, device: torch.device):
-        dtype = PRECISIONS[self.precision]
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=device.type, dtype=dtype)
+    def _member_forward(self, m: LoadedMember, compile: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """(eeg, spect) -> (B, V, 6) `head_all` logits; eeg is the `none` montage (B, 24, T) on the fast path,
+        every view's (B, V, 24, T) on the reference path."""
+        if not self.fast:
+            def each_view(eeg_views: torch.Tensor, spect: torch.Tensor) -> torch.Tensor:
+                return torch.stack([m.model(eeg_views[:, v], spect)["all"] for v in range(eeg_views.shape[1])], 1)
+            return each_view
+        chunk = None if m.device.type == "cuda" else 1  # see forward_views
+        self.plan.tensors(m.device)  # made now: a compiled forward must not see the plan's cache change
+        forward = functools.partial(forward_views, m.model, plan=self.plan, chunk=chunk)
+        return torch.compile(forward, dynamic=False) if compile else forward
+
+    def _montage(self, electrodes: torch.Tensor) -> torch.Tensor:
+        """(B, 19, T) -> the fast path's (B, 24, T) `none` montage, or the reference path's (B, V, 24, T) views."""
+        if self.fast:
+            return bipolar_views(electrodes, ("none",))[:, 0]
+        return bipolar_views(electrodes, self.tta)
+
+    def batch_size(self, batch_size: int | str = "auto") -> int:
+        """`auto`: what fits the GPUs' memory (`runtime.auto_batch_size`); else a positive integer."""
+        if batch_size == "auto":
+            return auto_batch_size([(m.arch, m.model, m.device) for m in self.members], len(self.tta),
+                                   self.precision)
+        try:
+            n = int(batch_size)
+        except (TypeError, ValueError):
+            n = 0
+        if n < 1:
+            raise HMSInputError(f"--batch-size must be auto or a positive integer, got {batch_size!r}")
+        return n
 
     @torch.inference_mode()
-    def member_logits(self, electrodes: torch.Tensor, spect: torch.Tensor) -> torch.Tensor:
-        """(B, 19, T) electrodes, (B, 10, 300, 100) spectrogram -> (M, B, V, 6) float32 `head_all` logits on CPU."""
-        inputs = {}
-        for dev in self.devices:
-            e = electrodes.to(dev, non_blocking=True)
-            inputs[dev] = (bipolar_views(e, self.tta), spect.to(dev, non_blocking=True))
-        outs = []
-        for m in self.members:  # launches are asynchronous: members on different GPUs overlap
-            with self._autocast(m.device):
-                outs.append(m.model.predict_views(*inputs[m.device]))
-        return torch.stack([o.float().cpu() for o in outs])
+    def member_logits(self, electrodes: torch.Tensor, spect: torch.Tensor, stats: RunStats | None = None
+                      ) -> torch.Tensor:
+        """(B, 19, T) electrodes, (B, 10, 300, 100) spectrogram -> (M, B, V, 6) float32 `head_all` logits on CPU.
+
+        On a CUDA out-of-memory error the batch runs in two halves (and so on, down to one row).
+        """
+        try:
+            done: dict[int, torch.Tensor] = {}
+            for part in self._pool.map({d: self._runner(d, electrodes, spect, stats) for d in self.devices}).values():
+                done.update(part)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            n = len(electrodes)
+            if n == 1:
+                raise HMSInputError(f"CUDA out of memory even for one row on {self.devices} "
+                                    f"({len(self.members)} members x {len(self.tta)} views)") from None
+            log.warning("CUDA out of memory at %d rows per batch: running it in halves (lower --batch-size)", n)
+            h = (n + 1) // 2
+            return torch.cat([self.member_logits(electrodes[:h], spect[:h], stats),
+                              self.member_logits(electrodes[h:], spect[h:], stats)], dim=1)
+        return torch.stack([done[i] for i in range(len(self.members))])
+
+    def _runner(self, dev: torch.device, electrodes: torch.Tensor, spect: torch.Tensor, stats: RunStats | None
+                ) -> Callable[[], dict[int, torch.Tensor]]:
+        """The work of one device for one batch: its members' logits, keyed by member index."""
+        def run() -> dict[int, torch.Tensor]:
+            with torch.inference_mode(), on_device(dev):
+                timer = DeviceTimer(dev)
+                timer.start()
+                eeg = self._montage(electrodes.to(dev, non_blocking=True))
+                s = spect.to(dev, non_blocking=True)
+                mine = [i for i, m in enumerate(self.members) if m.device == dev]
+                outs = []
+                for i in mine:
+                    with autocast(dev, self.precision):
+                        outs.append(self._forwards[i](eeg, s).float())
+                elapsed = timer.stop()
+                logits = torch.stack(outs).cpu()
+            if stats is not None:
+                stats.busy_s[str(dev)] = stats.busy_s.get(str(dev), 0.0) + elapsed()
+            return dict(zip(mine, logits))
+        return run
 
     def predict_proba(self, electrodes: torch.Tensor, spect: torch.Tensor) -> np.ndarray:
         """(B, 6) blended probabilities in `CLASSES` order."""
-        logits = self.member_logits(electrodes, spect)
+        return self.blend(self.member_logits(electrodes, spect))
+
+    def blend(self, logits: torch.Tensor) -> np.ndarray:
+        """(M, B, V, 6) logits -> (B, 6) probabilities, with the members' weights and the blend mode."""
         return blend(logits, [m.weight for m in self.members], self.blend_mode).numpy()
 
-    def predict(self, test_dir: str | Path | Competition, batch_size: int = 8, num_workers: int = 2,
-                progress: bool = True) -> pd.DataFrame:
+    def batch_logits(self, comp: Competition, rows: Sequence[int] | None = None, batch_size: int | str = "auto",
+                     num_workers: int | str = "auto", progress: bool = True, stats: RunStats | None = None
+                     ) -> Iterator[tuple[list[int], torch.Tensor]]:
+        """Per batch of the table rows `rows` (default: all, in order): (row indices, (M, n, V, 6) logits).
+
+        On GPUs the last, smaller batch is padded to the batch size: every batch has one shape, so cuDNN's
+        benchmark mode picks its kernels once.
+        """
+        rows = list(range(len(comp))) if rows is None else list(rows)
+        size = self.batch_size(batch_size)
+        cuda = any(d.type == "cuda" for d in self.devices)
+        stats = stats if stats is not None else RunStats()
+        bar = tqdm(total=len(rows), desc="hms_infer", unit="row", disable=not progress)
+        start = time.perf_counter()
+        loader = batches(comp, size, num_workers, pin_memory=cuda, rows=rows)
+        while True:
+            t = time.perf_counter()
+            batch = next(loader, None)
+            stats.wait_s += time.perf_counter() - t
+            if batch is None:
+                break
+            index, electrodes, spect = batch
+            n = len(index)
+            if cuda and n < size:
+                pad = [n - 1] * (size - n)
+                electrodes, spect = torch.cat([electrodes, electrodes[pad]]), torch.cat([spect, spect[pad]])
+            logits = self.member_logits(electrodes, spect, stats)[:, :n]
+            stats.rows += n
+            stats.batches += 1
+            if stats.batches == 1:
+                stats.first_batch_s = time.perf_counter() - start
+            bar.update(n)
+            yield index.tolist(), logits
+        bar.close()
+        stats.wall_s += time.perf_counter() - start
+
+    def predict_rows(self, comp: Competition, rows: Sequence[int] | None = None, batch_size: int | str = "auto",
+                     num_workers: int | str = "auto", progress: bool = True, stats: RunStats | None = None
+                     ) -> np.ndarray:
+        """(len(rows), 6) probabilities in `CLASSES` order of the table rows `rows` (default: all), in order."""
+        rows = list(range(len(comp))) if rows is None else list(rows)
+        where = {r: k for k, r in enumerate(rows)}
+        probs = np.zeros((len(rows), 6))
+        for index, logits in self.batch_logits(comp, rows, batch_size, num_workers, progress, stats):
+            probs[[where[i] for i in index]] = self.blend(logits)
+        return probs
+
+    def predict(self, test_dir: str | Path | Competition, batch_size: int | str = "auto",
+                num_workers: int | str = "auto", progress: bool = True) -> pd.DataFrame:
         """Submission frame (Kaggle columns), one row per table row in order."""
         comp = test_dir if isinstance(test_dir, Competition) else Competition(test_dir, "test")
-        probs = np.zeros((len(comp), 6))
-        pin = any(d.type == "cuda" for d in self.devices)
-        bar = tqdm(total=len(comp), desc="hms_infer", unit="row", disable=not progress)
-        for index, electrodes, spect in batches(comp, batch_size, num_workers, pin_memory=pin):
-            probs[index.numpy()] = self.predict_proba(electrodes, spect)
-            bar.update(len(index))
-        bar.close()
+        probs = self.predict_rows(comp, None, batch_size, num_workers, progress)
         return to_submission([r.eeg_id for r in comp.rows], probs)
 
 
 def predict(test_dir: str | Path, out: str | Path | None = None, manifest: str | Path = "weights_manifest.yaml",
             weights_dir: str | Path | None = None, device: str = "auto", precision: str = "auto",
-            tta: Sequence[str] | str | None = None, batch_size: int = 8, num_workers: int = 2,
-            progress: bool = True) -> pd.DataFrame:
-    """Run the ensemble of `manifest` on a test folder; write the submission atomically to `out` if given."""
+            tta: Sequence[str] | str | None = None, batch_size: int | str = "auto", num_workers: int | str = "auto",
+            progress: bool = True, shard: str | None = None, compile: bool = False) -> pd.DataFrame:
+    """Run the ensemble of `manifest` on a test folder; write the submission atomically to `out` if given.
+
+    `shard` (`i/n`, or torchrun's RANK / WORLD_SIZE) predicts every n-th batch from the i-th and writes it as a
+    part beside `out`; the process that completes the set of parts (rank 0 under torchrun) writes `out`, the same
+    bytes as one process would. A shard that does not merge returns its own rows only.
+    """
+    from .sharding import Shard, fingerprint
     t0 = time.perf_counter()
     comp = Competition(test_dir, "test")
-    ens = Ensemble.from_manifest(manifest, weights_dir, device, precision, tta)
+    part = Shard.resolve(shard)
+    if part.count > 1 and out is None:
+        raise HMSInputError("sharding needs an output path: the parts are written beside it")
+    ens = Ensemble.from_manifest(manifest, weights_dir, device, precision, tta, compile=compile)
+    size = ens.batch_size(batch_size)
+    rows = part.rows(len(comp), size)
     t1 = time.perf_counter()
-    frame = ens.predict(comp, batch_size, num_workers, progress)
-    if out is not None:
-        write_submission(frame, out)
+    probs = ens.predict_rows(comp, rows, size, num_workers, progress)
+    merged = probs
+    if part.count > 1:
+        key = fingerprint(comp.table, Path(manifest).read_text(), ens.tta, ens.blend_mode, ens.precision, size,
+                          part.count)
+        merged = part.gather(Path(f"{out}.parts"), key, rows, probs, len(comp))
     dt = time.perf_counter() - t1
     devices = ",".join(str(d) for d in ens.devices)
+    how = (f"{len(ens.members)} members x {len(ens.tta)} views on {devices} {ens.precision}, batch {size}, "
+           f"WaveNet {ens.wave_backend}")
+    if merged is None:
+        print(f"hms_infer: shard {part}: {len(rows)} rows in {dt:.1f} s ({len(rows) / dt:.2f} rows/s), {how}; "
+              f"part written to {out}.parts")
+        return to_submission([comp.rows[r].eeg_id for r in rows], probs)
+    frame = to_submission([r.eeg_id for r in comp.rows], merged)
+    if out is not None:
+        write_submission(frame, out)
     print(f"hms_infer: {len(frame)} rows in {dt:.1f} s ({len(frame) / dt:.2f} rows/s; models loaded in "
-          f"{t1 - t0:.1f} s), {len(ens.members)} members x {len(ens.tta)} views on {devices} {ens.precision}"
-          + (f" -> {out}" if out is not None else ""))
+          f"{t1 - t0:.1f} s), {how}" + (f" -> {out}" if out is not None else ""))
     return frame

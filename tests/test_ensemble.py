@@ -152,3 +152,18 @@ def test_demo_runs_end_to_end_with_full_size_presets(tmp_path, capsys):
     sub = pd.read_csv(out)
     assert list(sub.columns) == list(SUBMISSION_HEADER) and len(sub) == 1
     assert sub.iloc[0, 1:].sum() == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_compiled_members_give_the_eager_numbers(synthetic_dir, tiny_manifest_path, tmp_path, capsys):
+    """`--compile` (torch.compile of each member's fast forward; ~1 minute to compile on 2 CPU cores)."""
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_dir, root)
+    pd.read_csv(root / "test.csv").iloc[:2].to_csv(root / "test.csv", index=False)
+    outs = {}
+    for flag in ([], ["--compile"]):
+        outs[bool(flag)] = tmp_path / f"sub{len(flag)}.csv"
+        assert main(["--test-dir", str(root), "--out", str(outs[bool(flag)]), "--manifest", str(tiny_manifest_path),
+                     "--device", "cpu", "--num-workers", "0", "--tta", "none", *flag]) == 0
+    eager, compiled = pd.read_csv(outs[False]), pd.read_csv(outs[True])
+    assert np.abs(eager.iloc[:, 1:].to_numpy() - compiled.iloc[:, 1:].to_numpy()).max() < 1e-6
