@@ -24,9 +24,9 @@ from .data import Competition, read_csv, read_table
 from .ensemble import Ensemble
 from .errors import HMSInputError
 from .files import write_text_atomic
-from .loader import batches
 from .manifest import Manifest, Member, load_manifest
 from .metric import kl_divergence, solution_probabilities
+from .sharding import Shard, fingerprint
 
 TABLE_COLUMNS = ("eeg_id", "eeg_sub_id", "eeg_label_offset_seconds", "spectrogram_id",
                  "spectrogram_label_offset_seconds", "label_id", "fold", *VOTE_COLUMNS)
@@ -110,14 +110,18 @@ def _fold_member(manifest: Manifest, fold: int, source: str, pattern: str) -> Me
 
 def parity(data_dir: str | Path, table: str | Path, manifest: str | Path | Manifest,
            saved: Mapping[int, np.ndarray], weights_dir: str | Path | None = None, device: str = "auto",
-           precision: str = "auto", tolerance: float = 0.05, batch_size: int = 8, num_workers: int = 2,
-           report_path: str | Path | None = None, progress: bool = True, members: str = "*") -> dict:
+           precision: str = "auto", tolerance: float = 0.05, batch_size: int | str = "auto",
+           num_workers: int | str = "auto",
+           report_path: str | Path | None = None, progress: bool = True, members: str = "*",
+           shard: str | None = None) -> dict:
     """Recompute the saved OOF logits `saved` ({label_id: (6,)}) fold by fold and compare; return the report.
 
     `weights_dir` defaults to the manifest file's folder (the current folder for a `Manifest`). `members` is a glob
     on member names that picks one configuration of a multi-configuration manifest (e.g. `cfg_1/*`). The report (also
     written as JSON to `report_path`) holds `rows`, `max_abs_logit_diff`, `mean_abs_logit_diff`, `kl_saved`,
-    `kl_recomputed`, `passed`, per-fold and per-class details.
+    `kl_recomputed`, `passed`, per-fold and per-class details. With `shard` (or under torchrun) each process
+    recomputes every n-th batch and the merging one (`sharding`) writes the report; the others return
+    `{"merged": False, ...}`.
     """
     t0 = time.perf_counter()
     source = "the manifest"
@@ -137,21 +141,30 @@ def parity(data_dir: str | Path, table: str | Path, manifest: str | Path | Manif
     chosen = {f: _fold_member(manifest, f, source, members) for f in folds}
 
     saved_logits = np.stack([saved[i] for i in rows["label_id"]])
-    recomputed = np.zeros_like(saved_logits)
-    bar = tqdm(total=len(rows), desc="hms_infer parity", unit="row", disable=not progress)
-    load_s = 0.0
+    part = Shard.resolve(shard)
+    mine, values = [], []
+    load_s, first_batch = 0.0, 0
     for fold in folds:
         t = time.perf_counter()
         ens = Ensemble.from_manifest(Manifest([chosen[fold]], tta=["none"]), weights_dir, device, precision)
         load_s += time.perf_counter() - t
         where = np.flatnonzero(rows["fold"].to_numpy() == fold)
         comp = Competition(data_dir, "train", table=rows.iloc[where], table_name=Path(table).name)
-        pin = any(d.type == "cuda" for d in ens.devices)
-        for index, electrodes, spect in batches(comp, batch_size, num_workers, pin_memory=pin):
-            recomputed[where[index.numpy()]] = ens.member_logits(electrodes, spect)[0, :, 0].numpy()
-            bar.update(len(index))
-    bar.close()
+        size = ens.batch_size(batch_size)
+        fold_rows = part.rows(len(where), size, first_batch)
+        first_batch += -(-len(where) // size)
+        for index, logits in ens.batch_logits(comp, fold_rows, size, num_workers, progress):
+            mine.extend(where[index].tolist())
+            values.append(logits[0, :, 0].numpy())
+    values = np.concatenate(values) if values else np.zeros((0, len(CLASSES)), dtype=np.float32)
+    parts = Path(f"{report_path or 'hms_parity'}.parts")
+    key = fingerprint(rows, sorted(saved), [chosen[f].name for f in folds], str(ens.precision), size, part.count)
+    recomputed = part.gather(parts, key, mine, values, len(rows))
     dt = time.perf_counter() - t0
+    if recomputed is None:
+        print(f"hms_infer parity: shard {part}: {len(mine)} rows in {dt:.1f} s; part written to {parts}")
+        return {"shard": str(part), "rows": len(mine), "merged": False, "passed": True}
+    recomputed = recomputed.astype(np.float64)
 
     report = compare(rows, saved_logits, recomputed, targets, tolerance)
     for f in folds:

@@ -170,3 +170,17 @@ def test_members_glob_selects_one_configuration(case, capsys):
     assert main(cli(case, "--oof", str(case["oof"]), "--manifest", str(path))) == 2
     assert "2 members with fold 1 matching '*'" in capsys.readouterr().err
     assert main(cli(case, "--oof", str(case["oof"]), "--manifest", str(path), "--members", "tiny*")) == 0
+
+
+def test_sharded_parity_merges_into_the_same_report(case, tmp_path):
+    saved = read_preds_dir(case["preds"], SEED)
+    args = dict(device="cpu", num_workers=0, progress=False, batch_size=1)
+    whole = parity(case["data"], case["table"], case["manifest"], saved, **args)
+    report = tmp_path / "parity.json"
+    first = parity(case["data"], case["table"], case["manifest"], saved, report_path=report, shard="1/2", **args)
+    assert first == {"shard": "1/2", "rows": 1, "merged": False, "passed": True} and not report.exists()
+    merged = parity(case["data"], case["table"], case["manifest"], saved, report_path=report, shard="0/2", **args)
+    # fold 0 has 2 rows (batches 0, 1), fold 1 one (batch 2): shard 0 takes batches 0 and 2
+    for key in ("rows", "max_abs_logit_diff", "mean_abs_logit_diff", "kl_recomputed", "folds", "passed"):
+        assert merged[key] == whole[key], key
+    assert json.loads(report.read_text())["rows"] == 3

@@ -1,0 +1,111 @@
+"""One run split over processes or machines: `--shard i/n`, or torchrun (RANK / WORLD_SIZE / LOCAL_RANK).
+
+A shard predicts whole batches of the single-process run (batch k goes to shard k mod n), so every row is
+computed in the same batch as in one process and the merged output is byte-identical to it. Each shard writes
+its part atomically into a parts folder, tagged with a fingerprint of the run; under torchrun rank 0 merges after
+a barrier, with `--shard` the shard that completes the set merges (a part of another run, whose fingerprint
+differs, counts as missing).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import HMSInputError
+from .files import atomic_path
+from .runtime import distributed_world
+
+BARRIER_TIMEOUT = timedelta(hours=12)  # ranks finish at different times; torchrun stops all when one fails
+
+
+def fingerprint(*parts: object) -> str:
+    """A digest of what defines a run (tables, manifest, options): parts of different runs never merge."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.to_csv().encode() if isinstance(p, pd.DataFrame) else json.dumps(p, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int = 0
+    count: int = 1
+    distributed: bool = False  # under torchrun: a gloo process group synchronises the ranks
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    @classmethod
+    def resolve(cls, spec: str | None = None) -> "Shard":
+        """`i/n`; else torchrun's rank and world size (joining its process group); else the whole run."""
+        world = distributed_world()
+        if spec:
+            try:
+                i, n = (int(x) for x in spec.split("/"))
+            except ValueError:
+                i, n = -1, 0
+            if not 0 <= i < n:
+                raise HMSInputError(f"--shard must be i/n with 0 <= i < n, got {spec!r}")
+            if world is not None:
+                raise HMSInputError("--shard and torchrun (WORLD_SIZE > 1) exclude each other")
+            return cls(i, n)
+        if world is None:
+            return cls()
+        import torch.distributed as dist
+        if not dist.is_initialized():
+            dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
+        return cls(world[0], world[1], True)
+
+    def rows(self, n_rows: int, batch_size: int, first_batch: int = 0) -> list[int]:
+        """This shard's rows of `n_rows`: the batches k with (first_batch + k) mod count == index."""
+        return [r for k in range(math.ceil(n_rows / batch_size)) if (first_batch + k) % self.count == self.index
+                for r in range(k * batch_size, min((k + 1) * batch_size, n_rows))]
+
+    def part_path(self, parts: Path, index: int) -> Path:
+        return parts / f"part-{index:04d}-of-{self.count:04d}.npz"
+
+    def gather(self, parts: Path, key: str, rows: Sequence[int], values: np.ndarray, n_rows: int
+               ) -> np.ndarray | None:
+        """This shard's `values` (len(rows), ...) -> all shards' (n_rows, ...) on the merging process, else None."""
+        values = np.asarray(values)
+        if self.count == 1:
+            out = np.zeros((n_rows, *values.shape[1:]), dtype=values.dtype)
+            out[list(rows)] = values
+            return out
+        with atomic_path(self.part_path(parts, self.index)) as tmp, open(tmp, "wb") as f:
+            np.savez(f, rows=np.asarray(rows, dtype=np.int64), values=values, key=np.array(key))
+        if self.distributed:
+            import torch.distributed as dist
+            dist.barrier()
+            dist.destroy_process_group()
+            if self.index != 0:
+                return None
+        merged = self._merge(parts, key, n_rows, values)
+        if merged is not None and self.distributed:
+            shutil.rmtree(parts, ignore_errors=True)
+        return merged
+
+    def _merge(self, parts: Path, key: str, n_rows: int, like: np.ndarray) -> np.ndarray | None:
+        out = np.zeros((n_rows, *like.shape[1:]), dtype=like.dtype)
+        seen = np.zeros(n_rows, dtype=bool)
+        for i in range(self.count):
+            path = self.part_path(parts, i)
+            if not path.is_file():
+                return None
+            with np.load(path, allow_pickle=False) as z:
+                if str(z["key"]) != key:
+                    return None
+                out[z["rows"]] = z["values"]
+                seen[z["rows"]] = True
+        if not seen.all():
+            raise HMSInputError(f"{parts}: the {self.count} parts miss row {int(np.flatnonzero(~seen)[0])}")
+        return out
