@@ -1,0 +1,253 @@
+"""`python -m hms_infer bench`: the real end-to-end path (parquet -> CSV) on synthetic rows, timed stage by stage.
+
+It writes N synthetic rows in the Kaggle layout to a temporary folder, builds the members (the presets with
+random weights, or a manifest's checkpoints) and runs `Ensemble.predict_rows` with the submission written, as
+the main command does. Reported per EEG: the end-to-end time (the first batch's cuDNN benchmarking, kernel
+autotuning and `--compile` included) and the steady time after it; per stage, from one profiled batch: read +
+preprocess (one worker's time per row), host -> device, each branch of each member (spectrogram, STFT, WaveNet
+1-D, 2-D backbone on the WaveNet image; device time, from CUDA events), blend. Also the devices' peak memory and
+the fraction of the wall time they sat idle. `--reference` runs the same rows through the plain path (eager,
+unmerged convs, each view its own forward with its own spectrogram branch) and compares.
+
+Random weights give logits near 0; `head_all` is scaled so that they spread like a trained model's, which makes
+the fast/reference probability difference meaningful.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .data import Competition
+from .ensemble import Ensemble, LoadedMember
+from .errors import HMSInputError
+from .files import write_text_atomic
+from .loader import ModelInputs
+from .manifest import Manifest, Member, load_manifest, parse_tta
+from .models import HMSModel, create_model, resolve_arch
+from .runtime import (
+    DeviceTimer, RunStats, device_name, member_gflops, place, resolve_devices, resolve_precision,
+)
+from .submission import to_submission, write_submission
+from .synthetic import write_competition
+
+HEAD_SCALE = 20.0  # random head_all logits ~0.1 -> ~2, like a trained model's
+
+
+def _random_model(arch: str | dict, seed: int) -> HMSModel:
+    torch.manual_seed(seed)
+    model = create_model(arch)
+    with torch.no_grad():
+        model.head_all.weight.mul_(HEAD_SCALE)
+        model.head_all.bias.mul_(HEAD_SCALE)
+    return model
+
+
+def bench_manifest(presets: Sequence[str] = ("cfg_1", "cfg_5"), manifest: str | Path | None = None) -> Manifest:
+    """The members to bench: a manifest's, or one random-weight member per preset (all four views)."""
+    if manifest is not None:
+        return load_manifest(manifest)
+    if not presets:
+        raise HMSInputError("bench: name at least one preset (--presets cfg_1,cfg_5) or a --manifest")
+    return Manifest([Member(name=p, checkpoint="", arch=p) for p in presets])
+
+
+def build(manifest: Manifest, weights_dir: Path | None, devices: list[torch.device], precision: str,
+          views: list[str], fast: bool, compile: bool = False, like: Ensemble | None = None) -> tuple[Ensemble, float]:
+    """The ensemble and its load time: checkpoints where the manifest's exist, else random weights; with `like`,
+    the same weights as its members (state dicts: the fast path keeps every key)."""
+    from .checkpoint import load_weights, read_state_dict
+    t = time.perf_counter()
+    archs = [resolve_arch(m.arch) for m in manifest.members]
+    placed = place([member_gflops(a) for a in archs], devices) if len(devices) > 1 else devices * len(archs)
+    members = []
+    for i, (m, dev) in enumerate(zip(manifest.members, placed)):
+        if like is not None:
+            model = create_model(m.arch)
+            model.load_state_dict(like.members[i].model.state_dict(), strict=True)
+        elif m.checkpoint and weights_dir is not None and m.checkpoint_path(weights_dir).is_file():
+            path = m.checkpoint_path(weights_dir)
+            model = load_weights(create_model(m.arch), read_state_dict(path), str(path), m.name)
+        else:
+            model = _random_model(m.arch, seed=i)
+        members.append(LoadedMember(m.name, model.to(dev).eval(), m.weight, dev))
+    ens = Ensemble(members, views, manifest.blend, precision, fast=fast, compile=compile)
+    return ens, time.perf_counter() - t
+
+
+def _peak_mb(devices: list[torch.device]) -> float:
+    cuda = [d for d in devices if d.type == "cuda"]
+    if cuda:
+        return max(torch.cuda.max_memory_allocated(d) for d in cuda) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # host peak RSS (Linux: KiB)
+
+
+def run_end_to_end(ens: Ensemble, data: Path, out: Path, batch_size: int, num_workers: int | str) -> dict:
+    """Read the folder, predict every row, write the submission; times and probabilities."""
+    for d in ens.devices:
+        if d.type == "cuda":
+            torch.cuda.synchronize(d)
+            torch.cuda.reset_peak_memory_stats(d)
+    stats = RunStats()
+    t0 = time.perf_counter()
+    comp = Competition(data, "test")
+    probs = ens.predict_rows(comp, None, batch_size, num_workers, progress=False, stats=stats)
+    write_submission(to_submission([r.eeg_id for r in comp.rows], probs), out)
+    wall = time.perf_counter() - t0
+    n = len(comp)
+    steady = (wall - stats.first_batch_s) / max(n - min(batch_size, n), 1) if n > batch_size else wall / n
+    return {"probs": probs, "rows": n, "ms_per_eeg": 1e3 * wall / n, "rows_per_s": n / wall,
+            "steady_ms_per_eeg": 1e3 * steady, "first_batch_s": stats.first_batch_s,
+            "gpu_idle_fraction": stats.device_idle_fraction(), "peak_memory_mb": _peak_mb(ens.devices)}
+
+
+BRANCHES = ("spectrogram", "stft", "wavenet_1d", "wavenet_2d")
+
+
+def _branch_modules(model: HMSModel) -> dict[str, list[torch.nn.Module]]:
+    return {
+        "spectrogram": [model.spect_backbone],
+        "stft": [model.eeg_backbone.stft_layer, model.eeg_backbone.backbone],
+        "wavenet_1d": list(model.eeg_backbone_1d.backbone_1ds),
+        "wavenet_2d": [model.eeg_backbone_1d.backbone_2d],
+    }
+
+
+class BranchTimer:
+    """Forward hooks timing each branch of a model on its device (events on CUDA: no synchronisation)."""
+
+    def __init__(self, model: HMSModel, device: torch.device):
+        self.pending: dict[str, list] = defaultdict(list)
+        self.handles = []
+        for stage, modules in _branch_modules(model).items():
+            for module in modules:
+                stack: list[DeviceTimer] = []
+
+                def pre(_m, _args, stack=stack):
+                    stack.append(DeviceTimer(device))
+                    stack[-1].start()
+
+                def post(_m, _args, _out, stack=stack, stage=stage):
+                    self.pending[stage].append(stack.pop().stop())
+                self.handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+
+    def seconds(self) -> dict[str, float]:
+        """Total seconds per branch (call after the device work is done); removes the hooks."""
+        for h in self.handles:
+            h.remove()
+        return {stage: sum(f() for f in self.pending[stage]) for stage in BRANCHES}
+
+
+def _sync(devices: list[torch.device]) -> None:
+    for d in devices:
+        if d.type == "cuda":
+            torch.cuda.synchronize(d)
+
+
+def profile_stages(ens: Ensemble, comp: Competition, batch_size: int) -> dict[str, float]:
+    """ms per EEG of each stage, from one batch of `comp` (after a warm-up pass of the same batch)."""
+    rows = list(range(min(batch_size, len(comp))))
+    n = len(rows)
+    inputs = ModelInputs(comp, rows)
+    t = time.perf_counter()
+    items = [inputs[k] for k in range(n)]
+    read_s = time.perf_counter() - t
+    for item in items:
+        if isinstance(item, HMSInputError):
+            raise item
+    electrodes = torch.from_numpy(np.stack([it[1] for it in items]))
+    spect = torch.from_numpy(np.stack([it[2] for it in items]))
+    cuda = [d for d in ens.devices if d.type == "cuda"]
+    if cuda:
+        electrodes, spect = electrodes.pin_memory(), spect.pin_memory()
+    eager = Ensemble(ens.members, ens.tta, ens.blend_mode, ens.precision, fast=ens.fast)  # hooks need eager
+    if cuda:
+        eager.member_logits(electrodes, spect)  # warm-up: cuDNN benchmark, autotune
+    _sync(ens.devices)
+    t = time.perf_counter()
+    for d in ens.devices:
+        electrodes.to(d, non_blocking=True), spect.to(d, non_blocking=True)
+    _sync(ens.devices)
+    h2d_s = time.perf_counter() - t
+    timers = [BranchTimer(m.model, m.device) for m in ens.members]
+    t = time.perf_counter()
+    logits = eager.member_logits(electrodes, spect)
+    members_s = time.perf_counter() - t
+    t = time.perf_counter()
+    eager.blend(logits)
+    blend_s = time.perf_counter() - t
+    stages = {"read_preprocess": read_s, "host_to_device": h2d_s}
+    for m, timer in zip(ens.members, timers):
+        stages.update({f"{m.name}/{k}": v for k, v in timer.seconds().items()})
+    stages.update({"members_total": members_s, "blend": blend_s})
+    return {k: 1e3 * v / n for k, v in stages.items()}
+
+
+def bench(presets: Sequence[str] = ("cfg_1", "cfg_5"), manifest: str | Path | None = None,
+          weights_dir: str | Path | None = None, rows: int | None = None, batch_size: int | str = "auto",
+          device: str = "auto", precision: str = "auto", tta: str | Sequence[str] | None = None,
+          compile: bool = False, reference: bool = False, num_workers: int | str = "auto",
+          json_path: str | Path | None = None) -> dict:
+    """Run the benchmark; print a table and return (and optionally write as JSON) the results."""
+    spec = bench_manifest(presets, manifest)
+    for m in spec.members:
+        try:
+            resolve_arch(m.arch)
+        except ValueError as e:
+            raise HMSInputError(f"bench: {e}") from None
+    if weights_dir is None and manifest is not None:
+        weights_dir = Path(manifest).parent
+    devices = resolve_devices(device)
+    precision = resolve_precision(precision, devices)
+    views = spec.tta if tta is None else parse_tta(tta, "--tta")
+    fast, load_s = build(spec, Path(weights_dir) if weights_dir else None, devices, precision, views, True, compile)
+    size = fast.batch_size(batch_size)
+    cuda = any(d.type == "cuda" for d in devices)
+    n_rows = rows if rows is not None else (4 * size if cuda else 2)
+    if n_rows < 1:
+        raise HMSInputError(f"--rows must be positive, got {n_rows}")
+    with tempfile.TemporaryDirectory(prefix="hms_bench_") as tmp:
+        data = write_competition(Path(tmp) / "data", n_test=n_rows, n_train_eegs=0, seed=0)
+        res = run_end_to_end(fast, data, Path(tmp) / "submission.csv", size, num_workers)
+        stages = profile_stages(fast, Competition(data, "test"), size)
+        result = {
+            "device": device_name(devices[0]), "devices": [device_name(d) for d in devices],
+            "torch": torch.__version__, "members": [m.name for m in fast.members], "views": list(fast.tta),
+            "precision": precision, "batch_size": size, "wave_backend": fast.wave_backend, "compile": compile,
+            "load_s": load_s, **{k: v for k, v in res.items() if k != "probs"}, "stages": stages,
+        }
+        if reference:
+            ref, _ = build(spec, None, devices, precision, views, False, like=fast)
+            rres = run_end_to_end(ref, data, Path(tmp) / "reference.csv", size, num_workers)
+            result.update({"reference_ms_per_eeg": rres["ms_per_eeg"],
+                           "reference_steady_ms_per_eeg": rres["steady_ms_per_eeg"],
+                           "reference_peak_memory_mb": rres["peak_memory_mb"],
+                           "speedup": rres["ms_per_eeg"] / res["ms_per_eeg"],
+                           "steady_speedup": rres["steady_ms_per_eeg"] / res["steady_ms_per_eeg"],
+                           "max_abs_prob_diff": float(np.abs(rres["probs"] - res["probs"]).max())})
+    print(format_result(result))
+    if json_path is not None:
+        write_text_atomic(json_path, json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def format_result(r: dict) -> str:
+    lines = [f"hms_infer bench: {r['rows']} rows, {len(r['members'])} members x {len(r['views'])} views, "
+             f"{r['precision']}, batch {r['batch_size']}, WaveNet {r['wave_backend']}"
+             f"{', compiled' if r['compile'] else ''} on {r['device']}",
+             f"  end to end     {r['ms_per_eeg']:9.2f} ms/EEG  ({r['rows_per_s']:.2f} rows/s; first batch "
+             f"{r['first_batch_s']:.2f} s; steady {r['steady_ms_per_eeg']:.2f} ms/EEG)",
+             f"  peak memory    {r['peak_memory_mb']:9.0f} MB   device idle {100 * r['gpu_idle_fraction']:.1f}% "
+             f"of the wall time"]
+    lines += [f"  {k:<28}{v:9.3f} ms/EEG" for k, v in r["stages"].items()]
+    if "speedup" in r:
+        lines.append(f"  reference      {r['reference_ms_per_eeg']:9.2f} ms/EEG  -> speed-up {r['speedup']:.2f}x "
+                     f"(steady {r['steady_speedup']:.2f}x), max |dprob| {r['max_abs_prob_diff']:.2e}")
+    return "\n".join(lines)
