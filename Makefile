@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hms_infer-installed
 
-.PHONY: test demo venv clean
+.PHONY: test demo venv clean gpu-check
 
 venv: $(STAMP)
 
@@ -22,5 +22,9 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m hms_infer demo
 
+# On a GPU machine whose python3 has torch, timm, nnAudio and triton (no venv: such machines are often offline).
+gpu-check:
+	./gpu_check.sh
+
 clean:
-	rm -rf $(VENV) .venv-kaggle-image .venv-kaggle-image.lock demo_out build dist *.egg-info
+	rm -rf $(VENV) .venv-kaggle-image .venv-kaggle-image.lock demo_out gpu_check_out build dist *.egg-info
