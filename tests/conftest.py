@@ -1,17 +1,28 @@
-"""Shared fixtures: the reference vectors, a synthetic competition folder, tiny-backbone checkpoints."""
+"""Shared fixtures: the reference vectors, a synthetic competition folder, tiny-backbone checkpoints.
+
+The reference vectors are `../shared/reference` where it exists (the full set), else the compact subset in
+`tests/data/reference` (made by `tests/data/make_reference_subset.py`), so the fidelity tests run from a plain clone;
+`HMS_TEST_REFERENCE=tests/data/reference` picks the compact set where both exist.
+"""
 from __future__ import annotations
 
 import copy
+import gzip
 import json
+import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from hms_infer.models import create_model
 from hms_infer.synthetic import write_competition
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+FULL_REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+COMPACT_REFERENCE = Path(__file__).resolve().parent / "data" / "reference"
+REFERENCE = Path(os.environ.get("HMS_TEST_REFERENCE") or (FULL_REFERENCE if FULL_REFERENCE.is_dir()
+                                                            else COMPACT_REFERENCE))
 
 # The reference tiny model's architecture: any timm backbone works through an arch mapping.
 TINY_ARCH = {
@@ -25,9 +36,44 @@ TINY_ARCH = {
 
 @pytest.fixture(scope="session")
 def reference() -> Path:
-    if not REFERENCE.is_dir():
-        pytest.skip(f"reference vectors not found at {REFERENCE} (they live in ../shared/reference)")
+    assert REFERENCE.is_dir(), f"no reference vectors: neither {FULL_REFERENCE} nor {COMPACT_REFERENCE}"
     return REFERENCE
+
+
+def reference_keys(reference: Path, preset: str) -> list[tuple[str, tuple[int, ...], str]]:
+    """`state_dict_keys/<preset>.tsv` (or `.tsv.gz` in the compact set) as (key, shape, dtype) rows."""
+    path = reference / "state_dict_keys" / f"{preset}.tsv"
+    text = path.read_text() if path.is_file() else gzip.decompress(path.with_suffix(".tsv.gz").read_bytes()).decode()
+    rows = []
+    for line in text.splitlines():
+        key, shape, dtype = line.split("\t")
+        rows.append((key, tuple(int(x) for x in shape.strip("()").split(",") if x.strip()), dtype))
+    return rows
+
+
+def reference_strides(reference: Path) -> tuple[int, int]:
+    """(EEG sample stride, spectrogram stride) of the expected arrays: (1, 1) for the full set."""
+    path = reference / "subset.json"
+    if not path.is_file():
+        return 1, 1
+    d = json.loads(path.read_text())
+    return d["eeg_stride"], d["spect_stride"]
+
+
+def reference_tiny_io(reference: Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The tiny model's inputs (B, 24, T), (B, 10, 300, 100) and logits {head key: (B, 6)}. The compact set keeps
+    the logits only: its inputs are the `none` montage and image of those eeg_ids' rows in hms_sample."""
+    io = np.load(reference / "tiny_model" / "io.npz")
+    logits = {k: io[k] for k in io.files if k.startswith("logits_")}
+    if "input_eeg_raw" in io.files:
+        return io["input_eeg_raw"], io["input_comp_spectrogram"], logits
+    from hms_infer.data import Competition
+    from hms_infer.preprocess import bipolar, eeg_electrodes, spectrogram_image
+    comp = Competition(reference / "hms_sample", "test")
+    rows = {r.eeg_id: i for i, r in enumerate(comp.rows)}
+    items = [comp[rows[int(e)]] for e in io["eeg_ids"]]
+    return (np.stack([bipolar(eeg_electrodes(e), "none") for _, e, _ in items]),
+            np.stack([spectrogram_image(s) for _, _, s in items]), logits)
 
 
 @pytest.fixture(scope="session")
@@ -61,4 +107,5 @@ def tiny_manifest(weights_dir: Path, tta=("none", "lr", "fb", "lrfb"), blend: st
 
 
 def reference_tiny_config() -> dict:
+    """The tiny model's architecture (`tiny_model/config.json`)."""
     return json.loads((REFERENCE / "tiny_model" / "config.json").read_text())

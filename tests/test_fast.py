@@ -20,8 +20,7 @@ from hms_infer.models.wavenet import WaveBlock
 from hms_infer.models.wavenet_fast import FastWaveBlock, accelerate
 from hms_infer.preprocess import bipolar, eeg_electrodes, signed_permutation, spectrogram_image
 
-from .conftest import REFERENCE, TINY_ARCH, reference_tiny_config
-from .test_models import _reference_keys
+from .conftest import REFERENCE, TINY_ARCH, reference_keys, reference_tiny_config
 
 
 def test_every_view_is_a_signed_permutation_of_the_montage_within_chains(synthetic_dir):
@@ -86,7 +85,7 @@ def test_accelerate_keeps_every_state_dict_key_and_remerges_on_load(reference):
     with torch.device("meta"):
         fast = accelerate(create_model("cfg_2"), "merged")
     got = [(k, tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in fast.state_dict().items()]
-    assert got == _reference_keys(reference / "state_dict_keys" / "cfg_2.tsv")
+    assert got == reference_keys(reference, "cfg_2")
     assert sum(isinstance(m, FastWaveBlock) for m in fast.modules()) == 3 * 8
 
     # weights loaded after accelerating are the ones the merged convs use

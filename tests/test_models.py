@@ -10,15 +10,7 @@ from hms_infer.checkpoint import load_weights
 from hms_infer.models import PRESETS, create_model
 from hms_infer.models.backbone import create_backbone
 
-from .conftest import TINY_ARCH, reference_tiny_config
-
-
-def _reference_keys(path) -> list[tuple[str, tuple[int, ...], str]]:
-    rows = []
-    for line in path.read_text().splitlines():
-        key, shape, dtype = line.split("\t")
-        rows.append((key, tuple(int(x) for x in shape.strip("()").split(",") if x.strip()), dtype))
-    return rows
+from .conftest import TINY_ARCH, reference_keys, reference_tiny_config, reference_tiny_io
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -26,18 +18,18 @@ def test_preset_state_dict_matches_the_training_code(reference, name):
     with torch.device("meta"):
         model = create_model(name)
     got = [(k, tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in model.state_dict().items()]
-    assert got == _reference_keys(reference / "state_dict_keys" / f"{name}.tsv")
+    assert got == reference_keys(reference, name)
 
 
 def test_reference_tiny_model_loads_strictly_and_reproduces_all_heads(reference):
     model = create_model(reference_tiny_config())
     load_weights(model, load_file(reference / "tiny_model" / "weights.safetensors"), "tiny", "tiny")
-    io = np.load(reference / "tiny_model" / "io.npz")
+    eeg, spect, logits = reference_tiny_io(reference)
     with torch.inference_mode():
-        out = model(torch.from_numpy(io["input_eeg_raw"]), torch.from_numpy(io["input_comp_spectrogram"]))
+        out = model(torch.from_numpy(eeg), torch.from_numpy(spect))
     for head, key in [("all", "logits_all"), ("spect", "logits_spect"), ("eeg_stft", "logits_eeg_stft"),
                       ("eeg_wavenet", "logits_eeg_wavenet")]:
-        np.testing.assert_allclose(out[head].numpy(), io[key], rtol=0, atol=1e-4, err_msg=head)
+        np.testing.assert_allclose(out[head].numpy(), logits[key], rtol=0, atol=1e-4, err_msg=head)
 
 
 def test_non_hgnet_wavenet_backbone_has_stride_1_2_stem():

@@ -29,8 +29,9 @@ from hms_infer.runtime import (
 )
 from hms_infer.synthetic import write_competition
 
+from ..conftest import REFERENCE
+
 ROOT = Path(__file__).resolve().parents[2]
-REFERENCE = ROOT.parent / "shared" / "reference"
 CPU = torch.device("cpu")
 
 
