@@ -11,7 +11,7 @@ from .errors import HMSInputError
 from .manifest import Manifest, Member, load_manifest
 from .models import PRESETS, ArchConfig, HMSModel, create_model
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = [
     "CLASSES", "SUBMISSION_HEADER", "VIEWS", "Competition", "Ensemble", "blend", "predict", "HMSInputError",
     "Manifest", "Member", "load_manifest", "PRESETS", "ArchConfig", "HMSModel", "create_model",

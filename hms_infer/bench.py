@@ -98,7 +98,7 @@ def run_end_to_end(ens: Ensemble, data: Path, out: Path, batch_size: int, num_wo
     stats = RunStats()
     t0 = time.perf_counter()
     comp = Competition(data, "test")
-    probs = ens.predict_rows(comp, None, batch_size, num_workers, progress=False, stats=stats)
+    probs, _ = ens.predict_rows(comp, None, batch_size, num_workers, progress=False, stats=stats, strict=True)
     write_submission(to_submission([r.eeg_id for r in comp.rows], probs), out)
     wall = time.perf_counter() - t0
     n = len(comp)

@@ -20,6 +20,7 @@ from .models import PRESETS, create_model, resolve_arch
 from .models.stft import StftLayer
 
 StateDict = dict[str, torch.Tensor]
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 
 
 def sha256(path: str | Path) -> str:
@@ -32,17 +33,24 @@ def sha256(path: str | Path) -> str:
 
 def read_state_dict(path: str | Path) -> StateDict:
     """Tensors of a `.pt` / `.safetensors` checkpoint, on CPU, with any `model.` prefix removed."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
     path = Path(path)
     if not path.is_file():
         raise HMSInputError(f"{path}: checkpoint not found")
+    with open(path, "rb") as f:
+        if f.read(len(LFS_POINTER)) == LFS_POINTER:
+            raise HMSInputError(f"{path}: a Git LFS pointer file, not the checkpoint (run `git lfs pull`, or "
+                                f"download the file itself)")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
             sd = load_file(str(path), device="cpu")
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, OSError, zipfile.BadZipFile, EOFError, ValueError) as e:
-        raise HMSInputError(f"{path}: not a readable weights-only checkpoint ({str(e).splitlines()[0]})") from None
+    except (pickle.UnpicklingError, RuntimeError, OSError, zipfile.BadZipFile, EOFError, ValueError,
+            SafetensorError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise HMSInputError(f"{path}: not a readable weights-only checkpoint ({first})") from None
     for key in ("state_dict", "model"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]

@@ -45,6 +45,9 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     _add_batch_args(p)
     _add_shard_arg(p)
     p.add_argument("--compile", action="store_true", help="torch.compile each member (compile time: minutes)")
+    p.add_argument("--strict", action="store_true",
+                   help="the first row without usable input is an error (default: degraded / fallback rows, "
+                        "listed and written to <out>.issues.json)")
 
 
 def _add_batch_args(p: argparse.ArgumentParser) -> None:
@@ -63,7 +66,7 @@ def _add_shard_arg(p: argparse.ArgumentParser) -> None:
 def _predict(args: argparse.Namespace) -> int:
     from .ensemble import predict
     predict(args.test_dir, args.out, _manifest_path(args), args.weights_dir, args.device, args.precision,
-            args.tta, args.batch_size, args.num_workers, shard=args.shard, compile=args.compile)
+            args.tta, args.batch_size, args.num_workers, shard=args.shard, compile=args.compile, strict=args.strict)
     return 0
 
 

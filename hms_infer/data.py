@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .constants import EEG_FS, EEG_WINDOW, ELECTRODES, SPECT_FRAMES, SPECT_FREQS, SPECT_REGIONS, SPECT_SPAN_S
-from .errors import HMSInputError
+from .errors import HMSInputError, UnusableInput
 
 log = logging.getLogger(__name__)
 SPLITS = ("test", "train")
@@ -53,7 +53,9 @@ def read_csv(path: str | Path) -> pd.DataFrame:
         df = pd.read_csv(path)
     except FileNotFoundError:
         raise HMSInputError(f"{path}: file not found") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+    except IsADirectoryError:
+        raise HMSInputError(f"{path}: is a folder, not a CSV table") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
         raise HMSInputError(f"{path}: not a readable CSV table ({e})") from None
     df.columns = [str(c).strip() for c in df.columns]
     return df
@@ -75,10 +77,11 @@ def validate_table(df: pd.DataFrame, name: str, split: str) -> pd.DataFrame:
         raise HMSInputError(f"{name}: the table has no rows")
     for col in _ID_COLUMNS[split]:
         num = pd.to_numeric(df[col], errors="coerce")
-        bad = num.isna() | (num % 1 != 0) | (num < 0)
+        bad = num.isna() | (num % 1 != 0) | (num < 0) | (num.astype(np.float64) >= 2.0**63)
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise HMSInputError(f"{name} row {i}: {col} {df[col].iloc[i]!r} is not a non-negative integer id")
+            raise HMSInputError(f"{name} row {i}: {col} {df[col].iloc[i]!r} is not a non-negative integer id "
+                                f"(below 2**63)")
         df[col] = num.astype(np.int64)
     for col in _OFFSET_COLUMNS:
         if col in df.columns:
@@ -93,33 +96,44 @@ def validate_table(df: pd.DataFrame, name: str, split: str) -> pd.DataFrame:
 
 def _open_parquet(path: Path, where: str) -> pq.ParquetFile:
     if not path.is_file():
-        raise HMSInputError(f"{path}: file not found (needed by {where})")
+        raise UnusableInput(path, "file not found", where)
     try:
         return pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as e:
-        raise HMSInputError(f"{path}: unreadable or corrupt parquet file (needed by {where}): {e}") from None
+        raise UnusableInput(path, f"unreadable or corrupt parquet file: {e}", where) from None
 
 
 def _read_columns(pf: pq.ParquetFile, path: Path, columns: list[str], where: str) -> np.ndarray:
-    """Read numeric `columns` of an opened parquet file -> (rows, len(columns)) float32, nulls as NaN."""
+    """Read numeric `columns` of an opened parquet file by name -> (rows, len(columns)) float32, nulls as NaN."""
     schema = pf.schema_arrow
+    twice = [c for c in columns if len(schema.get_all_field_indices(c)) > 1]
+    if twice:
+        raise UnusableInput(path, f"column(s) {twice} appear more than once", where)
     missing = [c for c in columns if schema.get_field_index(c) < 0]
     if missing:
-        raise HMSInputError(f"{path}: missing column(s) {missing} (needed by {where}); found {schema.names[:25]}")
+        raise UnusableInput(path, f"missing column(s) {missing}; found {schema.names[:25]}", where)
     for c in columns:
         t = schema.field(c).type
         if not (pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_null(t)):
-            raise HMSInputError(f"{path}: column {c!r} holds non-numeric data ({t}) (needed by {where})")
+            raise UnusableInput(path, f"column {c!r} holds non-numeric data ({t})", where)
     try:
         table = pf.read(columns=columns)
     except (pa.ArrowException, OSError) as e:
-        raise HMSInputError(f"{path}: unreadable or corrupt parquet file (needed by {where}): {e}") from None
+        raise UnusableInput(path, f"unreadable or corrupt parquet file: {e}", where) from None
     if table.num_rows == 0:
-        raise HMSInputError(f"{path}: the recording has no rows (needed by {where})")
+        raise UnusableInput(path, "the recording has no rows", where)
     out = np.empty((table.num_rows, len(columns)), dtype=np.float32)
     for j, c in enumerate(columns):
         out[:, j] = table.column(c).to_numpy(zero_copy_only=False)
     return out
+
+
+def _frequency(name: str) -> float:
+    """`LL_0.59` -> 0.59; a name without a number sorts last (and is reported by the column count check)."""
+    try:
+        return float(name.split("_", 1)[1])
+    except (IndexError, ValueError):
+        return float("inf")
 
 
 def _take_rows(x: np.ndarray, start: int, length: int) -> np.ndarray:
@@ -202,16 +216,18 @@ class Competition:
         path = self.spectrogram_path(row.spectrogram_id)
         where = row.where(self.table_name)
         pf = _open_parquet(path, where)
-        names = pf.schema_arrow.names
-        region_cols = [[c for c in names if c.startswith(f"{r}_")] for r in SPECT_REGIONS]
+        names = list(dict.fromkeys(pf.schema_arrow.names))
+        # each region's columns by name, in frequency order (Kaggle's file order): a re-saved file may order them
+        # otherwise
+        region_cols = [sorted((c for c in names if c.startswith(f"{r}_")), key=_frequency) for r in SPECT_REGIONS]
         for r, cols in zip(SPECT_REGIONS, region_cols):
             if len(cols) != SPECT_FREQS:
-                raise HMSInputError(f"{path}: expected {SPECT_FREQS} columns named {r}_*, found {len(cols)} "
-                                    f"(needed by {where})")
+                raise UnusableInput(path, f"expected {SPECT_FREQS} columns named {r}_*, found {len(cols)}", where)
         x = _read_columns(pf, path, ["time"] + sum(region_cols, []), where)
         time, power = x[:, 0], x[:, 1:].reshape(len(x), len(SPECT_REGIONS), SPECT_FREQS)
+        time = np.where(np.isfinite(time), time, np.nan)  # an inf time matches no window
         if np.isnan(time).all():
-            raise HMSInputError(f"{path}: the time column holds no values (needed by {where})")
+            raise UnusableInput(path, "the time column holds no finite values", where)
         if row.spectrogram_offset_s is not None:
             offset = row.spectrogram_offset_s
         else:

@@ -24,8 +24,10 @@ from .checkpoint import load_weights, read_state_dict, sha256
 from .constants import VIEWS
 from .data import Competition
 from .errors import HMSInputError
-from .loader import batches
-from .manifest import Manifest, load_manifest, parse_tta
+from .fallback import Problem, announce, apply_policy, finish_run, status_counts, write_report
+from .files import check_writable
+from .loader import batches, resolve_workers
+from .manifest import Fallback, Manifest, load_manifest, parse_tta
 from .models import ArchConfig, HMSModel, create_model, resolve_arch
 from .models.multiview import forward_views, view_plan
 from .preprocess import montage_index
@@ -83,8 +85,9 @@ class Ensemble:
     """
 
     def __init__(self, members: Sequence[LoadedMember], tta: Sequence[str] = VIEWS, blend: str = "prob",
-                 precision: str = "fp32", fast: bool = True, compile: bool = False):
+                 precision: str = "fp32", fast: bool = True, compile: bool = False, fallback: Fallback = "mean"):
         self.members = list(members)
+        self.fallback = fallback
         self.tta = parse_tta(list(tta), "tta")
         self.blend_mode = blend
         self.precision = precision
@@ -122,11 +125,15 @@ class Ensemble:
             if digest != m.sha256:
                 raise HMSInputError(f"{path}: sha256 {digest} does not match the manifest's {m.sha256} "
                                     f"(member {m.name})")
-            model = load_weights(create_model(m.arch), read_state_dict(path), str(path),
+            try:
+                model = create_model(m.arch)
+            except (ValueError, TypeError, AssertionError, RuntimeError) as e:  # timm or nnAudio refusing the arch
+                raise HMSInputError(f"member {m.name}: cannot build its arch {m.arch!r}: {e}") from None
+            model = load_weights(model, read_state_dict(path), str(path),
                                  m.arch if isinstance(m.arch, str) else f"{m.name} (custom arch)")
             members.append(LoadedMember(m.name, model.to(dev).eval(), m.weight, dev))
         views = manifest.tta if tta is None else parse_tta(tta, "--tta")
-        return cls(members, views, manifest.blend, precision, fast, compile)
+        return cls(members, views, manifest.blend, precision, fast, compile, manifest.fallback)
 
     @property
     def devices(self) -> list[torch.device]:
@@ -177,9 +184,10 @@ class Ensemble:
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             n = len(electrodes)
-            if n == 1:
-                raise HMSInputError(f"CUDA out of memory even for one row on {self.devices} "
-                                    f"({len(self.members)} members x {len(self.tta)} views)") from None
+            if n == 1:  # NaN logits: the row falls back (or, with strict, is an error)
+                log.error("CUDA out of memory even for one row on %s (%d members x %d views)",
+                          ",".join(map(str, self.devices)), len(self.members), len(self.tta))
+                return torch.full((len(self.members), 1, len(self.tta), 6), float("nan"))
             log.warning("CUDA out of memory at %d rows per batch: running it in halves (lower --batch-size)", n)
             h = (n + 1) // 2
             return torch.cat([self.member_logits(electrodes[:h], spect[:h], stats),
@@ -216,9 +224,11 @@ class Ensemble:
         return blend(logits, [m.weight for m in self.members], self.blend_mode).numpy()
 
     def batch_logits(self, comp: Competition, rows: Sequence[int] | None = None, batch_size: int | str = "auto",
-                     num_workers: int | str = "auto", progress: bool = True, stats: RunStats | None = None
-                     ) -> Iterator[tuple[list[int], torch.Tensor]]:
-        """Per batch of the table rows `rows` (default: all, in order): (row indices, (M, n, V, 6) logits).
+                     num_workers: int | str = "auto", progress: bool = True, stats: RunStats | None = None,
+                     strict: bool = False) -> Iterator[tuple[list[int], torch.Tensor, list[tuple[Problem, ...]]]]:
+        """Per batch of the table rows `rows` (default: all, in order): (row indices, (M, n, V, 6) logits, each
+        row's problems). An unusable input is an all-NaN window and a problem (`fallback`), or with `strict` an
+        error.
 
         On GPUs the last, smaller batch is padded to the batch size: every batch has one shape, so cuDNN's
         benchmark mode picks its kernels once.
@@ -229,53 +239,75 @@ class Ensemble:
         stats = stats if stats is not None else RunStats()
         bar = tqdm(total=len(rows), desc="hms_infer", unit="row", disable=not progress)
         start = time.perf_counter()
-        loader = batches(comp, size, num_workers, pin_memory=cuda, rows=rows)
-        while True:
-            t = time.perf_counter()
-            batch = next(loader, None)
-            stats.wait_s += time.perf_counter() - t
-            if batch is None:
-                break
-            index, electrodes, spect = batch
-            n = len(index)
-            if cuda and n < size:
-                pad = [n - 1] * (size - n)
-                electrodes, spect = torch.cat([electrodes, electrodes[pad]]), torch.cat([spect, spect[pad]])
-            logits = self.member_logits(electrodes, spect, stats)[:, :n]
-            stats.rows += n
-            stats.batches += 1
-            if stats.batches == 1:
-                stats.first_batch_s = time.perf_counter() - start
-            bar.update(n)
-            yield index.tolist(), logits
-        bar.close()
+        loader = batches(comp, size, num_workers, pin_memory=cuda, rows=rows, strict=strict)
+        try:
+            while True:
+                t = time.perf_counter()
+                batch = next(loader, None)
+                stats.wait_s += time.perf_counter() - t
+                if batch is None:
+                    break
+                index, electrodes, spect, problems = batch
+                n = len(index)
+                if cuda and n < size:
+                    pad = [n - 1] * (size - n)
+                    electrodes, spect = torch.cat([electrodes, electrodes[pad]]), torch.cat([spect, spect[pad]])
+                logits = self.member_logits(electrodes, spect, stats)[:, :n]
+                stats.rows += n
+                stats.batches += 1
+                if stats.batches == 1:
+                    stats.first_batch_s = time.perf_counter() - start
+                bar.update(n)
+                yield index.tolist(), logits, problems
+        finally:
+            bar.close()  # before any message
         stats.wall_s += time.perf_counter() - start
 
     def predict_rows(self, comp: Competition, rows: Sequence[int] | None = None, batch_size: int | str = "auto",
-                     num_workers: int | str = "auto", progress: bool = True, stats: RunStats | None = None
-                     ) -> np.ndarray:
-        """(len(rows), 6) probabilities in `CLASSES` order of the table rows `rows` (default: all), in order."""
+                     num_workers: int | str = "auto", progress: bool = True, stats: RunStats | None = None,
+                     strict: bool = False) -> tuple[np.ndarray, dict[int, list[Problem]]]:
+        """(len(rows), 6) probabilities in `CLASSES` order of the table rows `rows` (default: all), in order, and
+        the problems of each table row that has some (`fallback`); a row whose probabilities are not finite gets
+        NaN and a `model` problem (with `strict`: an error)."""
         rows = list(range(len(comp))) if rows is None else list(rows)
         where = {r: k for k, r in enumerate(rows)}
         probs = np.zeros((len(rows), 6))
-        for index, logits in self.batch_logits(comp, rows, batch_size, num_workers, progress, stats):
-            probs[[where[i] for i in index]] = self.blend(logits)
-        return probs
+        found: dict[int, list[Problem]] = {}
+        for index, logits, problems in self.batch_logits(comp, rows, batch_size, num_workers, progress, stats,
+                                                         strict):
+            p = self.blend(logits)
+            for i, row_problems, row_probs in zip(index, problems, p):
+                if not np.isfinite(row_probs).all():
+                    what = f"{comp.table_name} row {i} (eeg_id {comp.rows[i].eeg_id})"
+                    if strict:
+                        raise HMSInputError(f"{what}: the models gave no finite probabilities")
+                    row_probs[:] = np.nan
+                    row_problems = (*row_problems, ("model", what, "the models gave no finite probabilities"))
+                if row_problems:
+                    found[i] = list(row_problems)
+                probs[where[i]] = row_probs
+        return probs, found
 
     def predict(self, test_dir: str | Path | Competition, batch_size: int | str = "auto",
                 num_workers: int | str = "auto", progress: bool = True) -> pd.DataFrame:
-        """Submission frame (Kaggle columns), one row per table row in order."""
+        """Submission frame (Kaggle columns), one row per table row in order; rows without usable input follow
+        the fallback policy (`fallback`; `predict()` also reports them)."""
         comp = test_dir if isinstance(test_dir, Competition) else Competition(test_dir, "test")
-        probs = self.predict_rows(comp, None, batch_size, num_workers, progress)
+        probs, problems = self.predict_rows(comp, None, batch_size, num_workers, progress)
+        probs, _ = apply_policy(probs, problems, self.fallback)
         return to_submission([r.eeg_id for r in comp.rows], probs)
 
 
 def predict(test_dir: str | Path, out: str | Path | None = None, manifest: str | Path = "weights_manifest.yaml",
             weights_dir: str | Path | None = None, device: str = "auto", precision: str = "auto",
             tta: Sequence[str] | str | None = None, batch_size: int | str = "auto", num_workers: int | str = "auto",
-            progress: bool = True, shard: str | None = None, compile: bool = False) -> pd.DataFrame:
+            progress: bool = True, shard: str | None = None, compile: bool = False, strict: bool = False
+            ) -> pd.DataFrame:
     """Run the ensemble of `manifest` on a test folder; write the submission atomically to `out` if given.
 
+    Every fault that does not depend on a row (table, options, output path, manifest, checkpoints) is an error
+    before any inference. Rows without usable input follow the policy in `fallback` (degraded / fallback rows are
+    printed as a table and written as JSON beside `out`, `<out>.issues.json`); with `strict` the first is an error.
     `shard` (`i/n`, or torchrun's RANK / WORLD_SIZE) predicts every n-th batch from the i-th and writes it as a
     part beside `out`; the process that completes the set of parts (rank 0 under torchrun) writes `out`, the same
     bytes as one process would. A shard that does not merge returns its own rows only.
@@ -286,27 +318,38 @@ def predict(test_dir: str | Path, out: str | Path | None = None, manifest: str |
     part = Shard.resolve(shard)
     if part.count > 1 and out is None:
         raise HMSInputError("sharding needs an output path: the parts are written beside it")
+    if out is not None:
+        check_writable(out)
+    workers = resolve_workers(num_workers)
     ens = Ensemble.from_manifest(manifest, weights_dir, device, precision, tta, compile=compile)
     size = ens.batch_size(batch_size)
     rows = part.rows(len(comp), size)
     t1 = time.perf_counter()
-    probs = ens.predict_rows(comp, rows, size, num_workers, progress)
-    merged = probs
+    probs, problems = ens.predict_rows(comp, rows, size, workers, progress, strict=strict)
+    merged = (probs, problems)
     if part.count > 1:
         key = fingerprint(comp.table, Path(manifest).read_text(), ens.tta, ens.blend_mode, ens.precision, size,
                           part.count)
-        merged = part.gather(Path(f"{out}.parts"), key, rows, probs, len(comp))
+        merged = part.gather(Path(f"{out}.parts"), key, rows, probs, len(comp), problems)
     dt = time.perf_counter() - t1
     devices = ",".join(str(d) for d in ens.devices)
     how = (f"{len(ens.members)} members x {len(ens.tta)} views on {devices} {ens.precision}, batch {size}, "
            f"WaveNet {ens.wave_backend}")
+    ids = [r.eeg_id for r in comp.rows]
     if merged is None:
         print(f"hms_infer: shard {part}: {len(rows)} rows in {dt:.1f} s ({len(rows) / dt:.2f} rows/s), {how}; "
               f"part written to {out}.parts")
-        return to_submission([comp.rows[r].eeg_id for r in rows], probs)
-    frame = to_submission([r.eeg_id for r in comp.rows], merged)
+        return to_submission([ids[r] for r in rows], np.nan_to_num(probs))
+    probs, issues = finish_run(*merged, ens.fallback, ids, comp.table_name)
+    frame = to_submission(ids, probs)
+    if issues:
+        print(announce(issues, len(comp), ens.fallback))
     if out is not None:
         write_submission(frame, out)
-    print(f"hms_infer: {len(frame)} rows in {dt:.1f} s ({len(frame) / dt:.2f} rows/s; models loaded in "
-          f"{t1 - t0:.1f} s), {how}" + (f" -> {out}" if out is not None else ""))
+        report = Path(out).with_suffix(".issues.json")
+        write_report(report, issues, len(comp))
+    n = status_counts(issues)
+    print(f"hms_infer: {len(frame)} rows ({n['degraded']} degraded, {n['fallback']} fallback) in {dt:.1f} s "
+          f"({len(frame) / dt:.2f} rows/s; models loaded in {t1 - t0:.1f} s), {how}"
+          + (f" -> {out} (problem rows: {report})" if out is not None else ""))
     return frame

@@ -7,6 +7,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from .errors import HMSInputError
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -25,3 +27,18 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_text_atomic(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def check_writable(path: str | Path) -> None:
+    """Fail now, not after the run, where `path` cannot be written: it is a folder, its parent is a file or cannot
+    be created, or the folder refuses a new file (tried by creating and removing a probe file)."""
+    path = Path(path)
+    if path.is_dir():
+        raise HMSInputError(f"{path}: is a folder; give the file to write")
+    probe = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.probe")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise HMSInputError(f"{path}: cannot write the output there ({e.strerror or e})") from None

@@ -1,6 +1,7 @@
 """DataLoader plumbing: reading and preprocessing run in worker processes, batches go to the model."""
 from __future__ import annotations
 
+import logging
 import os
 from typing import Iterator, Sequence
 
@@ -8,42 +9,59 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .constants import EEG_WINDOW, ELECTRODES, SPECT_FRAMES, SPECT_FREQS, SPECT_REGIONS
 from .data import Competition
-from .errors import HMSInputError
+from .errors import HMSInputError, UnusableInput
+from .fallback import Problem
 from .preprocess import eeg_electrodes, spectrogram_image
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # row indices (B,), electrodes (B, 19, T), spect (B, 10, 300, 100)
+log = logging.getLogger(__name__)
+# row indices (B,), electrodes (B, 19, T), spect (B, 10, 300, 100), each row's problems
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[tuple[Problem, ...]]]
 MAX_AUTO_WORKERS = 8
 
 
 class ModelInputs(Dataset):
-    """Item k -> (row, filtered electrodes (19, 10000), spectrogram image (10, 300, 100)) of `rows[k]`.
+    """Item k -> (row, filtered electrodes (19, 10000), spectrogram image (10, 300, 100), problems) of `rows[k]`.
 
-    The brain-flip views are cheap differences of the electrodes, so they are formed on the model's device.
+    An unusable input (`UnusableInput`) becomes an all-NaN window and a problem of the row, or, with `strict`, the
+    item is the error. The brain-flip views are cheap differences of the electrodes: they are formed on the device.
     """
 
-    def __init__(self, competition: Competition, rows: Sequence[int] | None = None):
+    def __init__(self, competition: Competition, rows: Sequence[int] | None = None, strict: bool = False):
         self.competition = competition
         self.rows = list(range(len(competition))) if rows is None else list(rows)
+        self.strict = strict
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, k: int) -> tuple[int, np.ndarray, np.ndarray] | HMSInputError:
+    def __getitem__(self, k: int) -> tuple[int, np.ndarray, np.ndarray, tuple[Problem, ...]] | HMSInputError:
         i = self.rows[k]
-        try:
-            _, eeg, spect = self.competition[i]
-        except HMSInputError as e:  # returned, not raised: the main process re-raises it without a worker traceback
-            return e
-        return i, eeg_electrodes(eeg), spectrogram_image(spect)
+        comp, row = self.competition, self.competition.rows[i]
+        problems = []
+        windows = []
+        for name, read, shape in (("eeg", comp.read_eeg, (EEG_WINDOW, len(ELECTRODES))),
+                                  ("spectrogram", comp.read_spectrogram, (SPECT_FRAMES, len(SPECT_REGIONS),
+                                                                          SPECT_FREQS))):
+            try:
+                windows.append(read(row))
+            except UnusableInput as e:  # returned, not raised: the main process raises it without a worker traceback
+                if self.strict:
+                    return e
+                problems.append((name, e.path, e.reason))
+                windows.append(np.full(shape, np.nan, dtype=np.float32))
+            except HMSInputError as e:
+                return e
+        return i, eeg_electrodes(windows[0]), spectrogram_image(windows[1]), tuple(problems)
 
 
 def _collate(items: list) -> Batch | HMSInputError:
     for item in items:
         if isinstance(item, HMSInputError):
             return item
-    index, eeg, spect = zip(*items)
-    return torch.tensor(index), torch.from_numpy(np.stack(eeg)), torch.from_numpy(np.stack(spect))
+    index, eeg, spect, problems = zip(*items)
+    return torch.tensor(index), torch.from_numpy(np.stack(eeg)), torch.from_numpy(np.stack(spect)), list(problems)
 
 
 def resolve_workers(num_workers: int | str) -> int:
@@ -59,17 +77,35 @@ def resolve_workers(num_workers: int | str) -> int:
     return n
 
 
-def batches(competition: Competition, batch_size: int, num_workers: int | str, pin_memory: bool = False,
-            rows: Sequence[int] | None = None) -> Iterator[Batch]:
-    """Iterate `Batch`es of `rows` (default: all) in order; a bad file raises its `HMSInputError` here.
+def _loader(inputs: ModelInputs, batch_size: int, workers: int, pin_memory: bool) -> DataLoader:
+    return DataLoader(inputs, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
+                      pin_memory=pin_memory, persistent_workers=False, prefetch_factor=2 if workers else None)
 
-    Each worker keeps two batches in flight, so the model never waits while the workers keep up.
+
+def batches(competition: Competition, batch_size: int, num_workers: int | str, pin_memory: bool = False,
+            rows: Sequence[int] | None = None, strict: bool = False) -> Iterator[Batch]:
+    """Iterate `Batch`es of `rows` (default: all) in order; a fatal input error raises its `HMSInputError` here.
+
+    Each worker keeps two batches in flight, so the model never waits while the workers keep up. A worker that
+    dies (killed for memory, say) is replaced by reading the remaining rows in this process.
     """
+    inputs = ModelInputs(competition, rows, strict)
     workers = resolve_workers(num_workers)
-    loader = DataLoader(ModelInputs(competition, rows), batch_size=batch_size, shuffle=False, num_workers=workers,
-                        collate_fn=_collate, pin_memory=pin_memory, persistent_workers=False,
-                        prefetch_factor=2 if workers else None)
-    for batch in loader:
+    done = 0
+    try:
+        for batch in _loader(inputs, batch_size, workers, pin_memory):
+            if isinstance(batch, HMSInputError):
+                raise batch
+            done += 1
+            yield batch
+        return
+    except RuntimeError as e:
+        if not workers or "DataLoader worker" not in str(e):
+            raise
+        log.warning("a DataLoader worker died (%s); reading the remaining rows in the main process",
+                    str(e).splitlines()[0])
+    rest = ModelInputs(competition, inputs.rows[done * batch_size:], strict)
+    for batch in _loader(rest, batch_size, 0, pin_memory):
         if isinstance(batch, HMSInputError):
             raise batch
         yield batch

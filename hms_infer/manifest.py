@@ -1,18 +1,21 @@
 """`weights_manifest.yaml`: which checkpoints form the ensemble, their architectures, weights and TTA."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .constants import VIEWS
+from .constants import CLASSES, VIEWS
 from .errors import HMSInputError
 from .files import write_text_atomic
 from .models import resolve_arch
+from .models.backbone import backbone_exists
 
 BLENDS = ("prob", "logit")
+Fallback = str | dict[str, float]  # "mean", or class -> probability
 _MEMBER_FIELDS = ("name", "checkpoint", "sha256", "weight", "fold", "arch")
 
 
@@ -35,6 +38,7 @@ class Manifest:
     tta: list[str] = field(default_factory=lambda: list(VIEWS))
     blend: str = "prob"
     version: int = 1
+    fallback: Fallback = "mean"  # the distribution of rows without usable input (`fallback.py`)
 
     @property
     def weights(self) -> list[float]:
@@ -43,8 +47,11 @@ class Manifest:
         return [m.weight / total for m in self.members]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": self.version, "tta": list(self.tta), "blend": self.blend,
-                "members": [{k: getattr(m, k) for k in _MEMBER_FIELDS} for m in self.members]}
+        d = {"version": self.version, "tta": list(self.tta), "blend": self.blend,
+             "members": [{k: getattr(m, k) for k in _MEMBER_FIELDS} for m in self.members]}
+        if self.fallback != "mean":
+            d["fallback"] = dict(self.fallback)
+        return d
 
 
 def parse_tta(value: str | list[str], source: str) -> list[str]:
@@ -53,6 +60,26 @@ def parse_tta(value: str | list[str], source: str) -> list[str]:
     if not views or bad:
         raise HMSInputError(f"{source}: tta must be a non-empty list of {list(VIEWS)}, got {value!r}")
     return views
+
+
+def parse_fallback(value: Any, source: str) -> Fallback:
+    """`mean` (the default), or a mapping class (`seizure` or `seizure_vote`) -> probability, summing to 1;
+    classes it leaves out get 0. Returns `mean` or a mapping over all of `CLASSES`."""
+    if value is None or value == "mean":
+        return "mean"
+    if not isinstance(value, dict) or not value:
+        raise HMSInputError(f"{source}: fallback must be 'mean' or a mapping class -> probability, got {value!r}")
+    names = {**{c: c for c in CLASSES}, **{f"{c}_vote": c for c in CLASSES}}
+    probs: dict[str, float] = {}
+    for key, p in value.items():
+        if key not in names:
+            raise HMSInputError(f"{source}: fallback class {key!r} is not one of {list(CLASSES)}")
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+            raise HMSInputError(f"{source}: fallback probability of {key} must be a number in [0, 1], got {p!r}")
+        probs[names[key]] = float(p)
+    if abs(sum(probs.values()) - 1) > 1e-6:
+        raise HMSInputError(f"{source}: fallback probabilities must sum to 1, got {sum(probs.values())}")
+    return {c: probs.get(c, 0.0) for c in CLASSES}
 
 
 def manifest_from_dict(d: Any, source: str = "manifest") -> Manifest:
@@ -79,12 +106,15 @@ def manifest_from_dict(d: Any, source: str = "manifest") -> Manifest:
             if not m.get(key):
                 raise HMSInputError(f"{where}: missing {key!r}")
         try:
-            resolve_arch(m["arch"])
+            arch = resolve_arch(m["arch"])
         except ValueError as e:
             raise HMSInputError(f"{where}: {e}") from None
+        for name in (arch.backbone, arch.backbone_comp):
+            if not backbone_exists(name):
+                raise HMSInputError(f"{where}: timm has no model {name!r} (check the arch's backbone names)")
         weight = m.get("weight", 1.0)
-        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not weight > 0:
-            raise HMSInputError(f"{where}: weight must be a positive number, got {weight!r}")
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 < weight < math.inf:
+            raise HMSInputError(f"{where}: weight must be a positive finite number, got {weight!r}")
         fold = m.get("fold")
         if fold is not None and (not isinstance(fold, int) or isinstance(fold, bool)):
             raise HMSInputError(f"{where}: fold must be an integer or null, got {fold!r}")
@@ -93,7 +123,11 @@ def manifest_from_dict(d: Any, source: str = "manifest") -> Manifest:
     names = [m.name for m in members]
     if len(set(names)) != len(names):
         raise HMSInputError(f"{source}: member names must be unique, got {names}")
-    return Manifest(members, parse_tta(d.get("tta", list(VIEWS)), source), blend)
+    unknown = set(d) - {"version", "tta", "blend", "members", "fallback"}
+    if unknown:
+        raise HMSInputError(f"{source}: unknown field(s) {sorted(unknown)}")
+    return Manifest(members, parse_tta(d.get("tta", list(VIEWS)), source), blend,
+                    fallback=parse_fallback(d.get("fallback"), source))
 
 
 def load_manifest(path: str | Path) -> Manifest:
@@ -103,7 +137,11 @@ def load_manifest(path: str | Path) -> Manifest:
     except FileNotFoundError:
         raise HMSInputError(f"{path}: manifest not found") from None
     except yaml.YAMLError as e:
-        raise HMSInputError(f"{path}: not valid YAML ({e})") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise HMSInputError(f"{path}: not valid YAML ({where}{getattr(e, 'problem', None) or e})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise HMSInputError(f"{path}: unreadable manifest ({e})") from None
     return manifest_from_dict(d, str(path))
 
 

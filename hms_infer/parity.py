@@ -153,18 +153,18 @@ def parity(data_dir: str | Path, table: str | Path, manifest: str | Path | Manif
         size = ens.batch_size(batch_size)
         fold_rows = part.rows(len(where), size, first_batch)
         first_batch += -(-len(where) // size)
-        for index, logits in ens.batch_logits(comp, fold_rows, size, num_workers, progress):
+        for index, logits, _ in ens.batch_logits(comp, fold_rows, size, num_workers, progress, strict=True):
             mine.extend(where[index].tolist())
             values.append(logits[0, :, 0].numpy())
     values = np.concatenate(values) if values else np.zeros((0, len(CLASSES)), dtype=np.float32)
     parts = Path(f"{report_path or 'hms_parity'}.parts")
     key = fingerprint(rows, sorted(saved), [chosen[f].name for f in folds], str(ens.precision), size, part.count)
-    recomputed = part.gather(parts, key, mine, values, len(rows))
+    merged = part.gather(parts, key, mine, values, len(rows))
     dt = time.perf_counter() - t0
-    if recomputed is None:
+    if merged is None:
         print(f"hms_infer parity: shard {part}: {len(mine)} rows in {dt:.1f} s; part written to {parts}")
         return {"shard": str(part), "rows": len(mine), "merged": False, "passed": True}
-    recomputed = recomputed.astype(np.float64)
+    recomputed = merged[0].astype(np.float64)
 
     report = compare(rows, saved_logits, recomputed, targets, tolerance)
     for f in folds:

@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -73,16 +73,18 @@ class Shard:
     def part_path(self, parts: Path, index: int) -> Path:
         return parts / f"part-{index:04d}-of-{self.count:04d}.npz"
 
-    def gather(self, parts: Path, key: str, rows: Sequence[int], values: np.ndarray, n_rows: int
-               ) -> np.ndarray | None:
-        """This shard's `values` (len(rows), ...) -> all shards' (n_rows, ...) on the merging process, else None."""
+    def gather(self, parts: Path, key: str, rows: Sequence[int], values: np.ndarray, n_rows: int,
+               notes: Mapping[int, Any] | None = None) -> tuple[np.ndarray, dict[int, Any]] | None:
+        """This shard's `values` (len(rows), ...) and `notes` ({row: JSON-able}) -> all shards' (n_rows, ...) values
+        and notes on the merging process, else None."""
         values = np.asarray(values)
         if self.count == 1:
             out = np.zeros((n_rows, *values.shape[1:]), dtype=values.dtype)
             out[list(rows)] = values
-            return out
+            return out, dict(notes or {})
         with atomic_path(self.part_path(parts, self.index)) as tmp, open(tmp, "wb") as f:
-            np.savez(f, rows=np.asarray(rows, dtype=np.int64), values=values, key=np.array(key))
+            np.savez(f, rows=np.asarray(rows, dtype=np.int64), values=values, key=np.array(key),
+                     notes=np.array(json.dumps(sorted((notes or {}).items()))))
         if self.distributed:
             import torch.distributed as dist
             dist.barrier()
@@ -94,8 +96,10 @@ class Shard:
             shutil.rmtree(parts, ignore_errors=True)
         return merged
 
-    def _merge(self, parts: Path, key: str, n_rows: int, like: np.ndarray) -> np.ndarray | None:
+    def _merge(self, parts: Path, key: str, n_rows: int, like: np.ndarray
+               ) -> tuple[np.ndarray, dict[int, Any]] | None:
         out = np.zeros((n_rows, *like.shape[1:]), dtype=like.dtype)
+        notes: dict[int, Any] = {}
         seen = np.zeros(n_rows, dtype=bool)
         for i in range(self.count):
             path = self.part_path(parts, i)
@@ -106,6 +110,7 @@ class Shard:
                     return None
                 out[z["rows"]] = z["values"]
                 seen[z["rows"]] = True
+                notes.update((int(row), [tuple(n) for n in note]) for row, note in json.loads(str(z["notes"])))
         if not seen.all():
             raise HMSInputError(f"{parts}: the {self.count} parts miss row {int(np.flatnonzero(~seen)[0])}")
-        return out
+        return out, notes

@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 
+import hms_infer
 from hms_infer.bundle import FORBIDDEN, bundle_weights, bundled_path, check_wheels, read_pins
 from hms_infer.checkpoint import load_weights, read_state_dict, sha256
 from hms_infer.cli import main
@@ -83,13 +84,13 @@ def test_bundle_holds_pure_wheels_kernel_and_verified_checkpoints(bundle, weight
     wheels = sorted((bundle / "wheels").iterdir())
     assert sorted(w.name for w in wheels) == sorted(
         [f"{name}-{version}-py3-none-any.whl" for name, version in PINS.items()]
-        + ["hms_infer-0.1.0-py3-none-any.whl"])
+        + [f"hms_infer-{hms_infer.__version__}-py3-none-any.whl"])
     assert {"timm", "nnaudio"} <= set(PINS)
     for wheel in wheels:
         assert wheel.name.split("-")[0].lower() not in FORBIDDEN
         names = zipfile.ZipFile(wheel).namelist()
         assert not [n for n in names if n.endswith((".so", ".pyd", ".dylib"))], wheel.name
-    own = zipfile.ZipFile(bundle / "wheels" / "hms_infer-0.1.0-py3-none-any.whl").namelist()
+    own = zipfile.ZipFile(bundle / "wheels" / f"hms_infer-{hms_infer.__version__}-py3-none-any.whl").namelist()
     assert {"hms_infer/ensemble.py", "hms_infer/bundle.py", "hms_infer/convert.py"} <= set(own)
     assert not [n for n in own if "__pycache__" in n or n.startswith("tests/")]
 
@@ -312,7 +313,8 @@ def test_kernel_offline_in_a_kaggle_like_venv(layout, kaggle_python, bundle, syn
                           env=kaggle_env(input_dir, working), timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"competition {competition}, bundle {bundle_copy}" in done.stdout
-    assert f"timm {PINS['timm']}, nnAudio {PINS['nnaudio']}, hms_infer 0.1.0 ({working / 'hms_site'}" in done.stdout
+    versions = f"timm {PINS['timm']}, nnAudio {PINS['nnaudio']}, hms_infer {hms_infer.__version__}"
+    assert f"{versions} ({working / 'hms_site'}" in done.stdout
 
     test = pd.read_csv(synthetic_dir / "test.csv")
     sub = pd.read_csv(working / "submission.csv")

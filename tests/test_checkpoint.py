@@ -107,7 +107,7 @@ def test_sha256_mismatch_is_refused(tiny_weights, tmp_path):
     (lambda d: d.update(blend="median"), "blend must be one of"),
     (lambda d: d.update(tta=["none", "ud"]), "tta must be a non-empty list"),
     (lambda d: d["members"][0].update(arch="cfg_9"), "member 0 \\(tiny0\\): unknown preset 'cfg_9'"),
-    (lambda d: d["members"][0].update(weight=-1), "weight must be a positive number"),
+    (lambda d: d["members"][0].update(weight=-1), "weight must be a positive finite number"),
     (lambda d: d["members"][0].update(checkpt="x"), "unknown field\\(s\\) \\['checkpt'\\]"),
     (lambda d: d["members"][0]["arch"].update(stft={"nfft": 3}), "unknown StftConfig field"),
     (lambda d: d.update(members=[]), "'members' must be a non-empty list"),

@@ -108,7 +108,7 @@ def _corrupt(root: Path, case: str) -> str:
         return f"{spect_path.name}: file not found (needed by test.csv row 2"
     if case == "missing column":
         pd.read_parquet(eeg_path).drop(columns=["Cz"]).to_parquet(eeg_path)
-        return "missing column(s) ['Cz'] (needed by test.csv row 2"
+        return "missing column(s) ['Cz']; found"
     if case == "misnamed column":
         pd.read_parquet(eeg_path).rename(columns={"Fp1": "FP1"}).to_parquet(eeg_path)
         return "missing column(s) ['Fp1']"
@@ -124,10 +124,10 @@ def _corrupt(root: Path, case: str) -> str:
         df = pd.read_parquet(spect_path)
         df["time"] = np.nan
         df.to_parquet(spect_path)
-        return "the time column holds no values (needed by test.csv row 2"
+        return "the time column holds no finite values (needed by test.csv row 2"
     if case == "corrupt parquet":
         eeg_path.write_bytes(b"PAR1 this is not parquet")
-        return f"{eeg_path.name}: unreadable or corrupt parquet file (needed by test.csv row 2"
+        return f"{eeg_path.name}: unreadable or corrupt parquet file: "
     if case == "empty parquet":
         pd.read_parquet(eeg_path).iloc[:0].to_parquet(eeg_path)
         return "the recording has no rows (needed by test.csv row 2"

@@ -97,7 +97,8 @@ def test_end_to_end_cli_with_duplicate_rows(synthetic_dir, tiny_manifest_path, t
     np.testing.assert_array_equal(probs[0], probs[2])
     assert not np.allclose(probs[0], probs[1])
     summary = capsys.readouterr().out.strip().splitlines()[-1]
-    assert summary.startswith("hms_infer: 3 rows in ") and "rows/s" in summary and "2 members x 2 views" in summary
+    assert summary.startswith("hms_infer: 3 rows (0 degraded, 0 fallback) in ") and "rows/s" in summary
+    assert "2 members x 2 views" in summary
 
     # the same numbers by hand: mean over members of mean over views of softmax(model(view, spect))
     ens = Ensemble.from_manifest(tiny_manifest_path, device="cpu")
@@ -114,7 +115,8 @@ def test_end_to_end_cli_with_duplicate_rows(synthetic_dir, tiny_manifest_path, t
                                atol=1e-6)
 
 
-def test_failed_run_leaves_the_previous_output_untouched(synthetic_dir, tiny_manifest_path, tmp_path, capsys):
+def test_strict_run_stops_at_a_bad_row_and_leaves_the_previous_output_untouched(synthetic_dir, tiny_manifest_path,
+                                                                                tmp_path, capsys):
     root = tmp_path / "data"
     shutil.copytree(synthetic_dir, root)
     first = pd.read_csv(root / "test.csv").eeg_id[0]
@@ -122,7 +124,7 @@ def test_failed_run_leaves_the_previous_output_untouched(synthetic_dir, tiny_man
     out = tmp_path / "submission.csv"
     out.write_text("previous\n")
     code = main(["--test-dir", str(root), "--out", str(out), "--manifest", str(tiny_manifest_path),
-                 "--device", "cpu", "--num-workers", "2", "--tta", "none"])
+                 "--device", "cpu", "--num-workers", "2", "--tta", "none", "--strict"])
     err = capsys.readouterr().err
     assert code == 2 and f"{first}.parquet: file not found (needed by test.csv row 0 (eeg_id {first}))" in err
     assert "Traceback" not in err

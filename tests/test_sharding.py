@@ -79,7 +79,8 @@ def test_manual_shards_merge_into_the_single_process_bytes(case):
     stale_args = [str(stale) if a == str(case["manifest"]) else a for a in case["args"]]
     _run(case, *stale_args, "--out", str(out), "--shard", "2/3")
     assert not out.exists()
-    assert "hms_infer: 7 rows in" in _run(case, *case["args"], "--out", str(out), "--shard", "2/3")
+    merged = _run(case, *case["args"], "--out", str(out), "--shard", "2/3")
+    assert "hms_infer: 7 rows (0 degraded, 0 fallback) in" in merged
     assert out.read_bytes() == case["single"]
 
 
@@ -91,4 +92,14 @@ def test_torchrun_two_processes_write_the_single_process_bytes(case):
     assert done.returncode == 0, done.stderr[-3000:]
     assert out.read_bytes() == case["single"]
     assert not (case["root"] / "torchrun.csv.parts").exists()
-    assert "hms_infer: 7 rows in" in done.stdout and "shard 1/2: 3 rows" in done.stdout
+    assert "hms_infer: 7 rows (0 degraded, 0 fallback) in" in done.stdout and "shard 1/2: 3 rows" in done.stdout
+
+
+def test_parts_carry_each_rows_problems(tmp_path):
+    import numpy as np
+    first = Shard(0, 2).gather(tmp_path, "run", [0, 1, 4], np.ones((3, 6)), 5, {1: [("eeg", "a.parquet", "gone")]})
+    assert first is None  # shard 1's part is not there yet
+    probs, notes = Shard(1, 2).gather(tmp_path, "run", [2, 3], np.zeros((2, 6)), 5,
+                                      {3: [("spectrogram", "b.parquet", "no rows")]})
+    assert probs[:, 0].tolist() == [1, 1, 0, 0, 1]
+    assert notes == {1: [("eeg", "a.parquet", "gone")], 3: [("spectrogram", "b.parquet", "no rows")]}

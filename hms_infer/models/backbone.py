@@ -9,6 +9,11 @@ def is_hgnetv2(name: str) -> bool:
     return name.startswith("hgnetv2")
 
 
+def backbone_exists(name: str) -> bool:
+    """Whether timm can build `name` (a model name, optionally with a pretrained tag: `hgnetv2_b4.ssld...`)."""
+    return timm.is_model(name)
+
+
 def create_backbone(name: str) -> tuple[nn.Module, int]:
     """timm `name` with `in_chans=1`, random init, classifier replaced by `nn.Identity()`.
 

@@ -44,10 +44,14 @@ class ArchConfig:
                 raise ValueError(f"arch needs a string {key!r}")
 
         def sub(kind: type, value: Mapping[str, Any] | None) -> Any:
+            if value is not None and not isinstance(value, Mapping):
+                raise ValueError(f"{kind.__name__} must be a mapping, got {value!r}")
             value = dict(value or {})
             names = {f.name for f in fields(kind)}
             if set(value) - names:
                 raise ValueError(f"unknown {kind.__name__} field(s) {sorted(set(value) - names)}")
+            for name, v in value.items():
+                _check_field(kind, name, v)
             return kind(**value)
 
         return cls(d["backbone"], d["backbone_comp"], sub(StftConfig, d.get("stft")),
@@ -55,6 +59,20 @@ class ArchConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _check_field(kind: type, name: str, value: Any) -> None:
+    """A positive int / positive finite number / non-empty string, as the field's default is."""
+    default = getattr(kind(), name)
+    if isinstance(default, str):
+        ok = isinstance(value, str) and bool(value)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+    else:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
+    if not ok:
+        what = "a non-empty string" if isinstance(default, str) else f"a positive {type(default).__name__}"
+        raise ValueError(f"{kind.__name__}.{name} must be {what}, got {value!r}")
 
 
 _HGNET = ("hgnetv2_b4.ssld_stage2_ft_in1k", "hgnetv2_b2.ssld_stage2_ft_in1k")

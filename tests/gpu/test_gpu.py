@@ -340,7 +340,7 @@ def test_end_to_end_11_rows_batch_8(gpu, rows, report):
     times, probs = [], []
     for rep in range(2):  # the first pass includes cuDNN benchmarking and autotuning
         t = time.perf_counter()
-        for index, logits in ens.batch_logits(comp, None, 8, 2, progress=False):
+        for index, logits, _ in ens.batch_logits(comp, None, 8, 2, progress=False):
             times.append((rep, len(index), time.perf_counter() - t))
             probs.append(ens.blend(logits))
             t = time.perf_counter()
