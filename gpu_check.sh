@@ -2,13 +2,20 @@
 # `make gpu-check`: on a machine with a CUDA GPU and the repo's dependencies, the GPU tests (tests/gpu) and the
 # benchmarks, in one command (~6 minutes on an H100). Results land in $OUT (default gpu_check_out/):
 # gpu_tests.log, gpu_tests.json, bench_*.json and summary.md (the README's performance table rows).
-# GPU_PY picks the interpreter (default python3); HMS_GPU_CHECK_COMPILE=0 skips the --compile benchmark.
+# GPU_PY picks the interpreter (default python3); HMS_GPU_CHECK_COMPILE=0 skips the --compile benchmark. On an
+# offline machine without nnAudio, put its wheel in $WHEELS (default .whl/: `pip download nnAudio==0.3.4 --no-deps
+# -d .whl`): it is installed into a temporary folder first on PYTHONPATH.
 set -u
 cd "$(dirname "$0")"
 PY=${GPU_PY:-python3}
 OUT=${OUT:-gpu_check_out}
+WHEELS=${WHEELS:-.whl}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HMS_GPU_CHECK_OUT="$OUT"
+if ! "$PY" -c "import nnAudio" 2>/dev/null && ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+    site=$(mktemp -d)
+    "$PY" -m pip install -q --no-index --no-deps --target "$site" "$WHEELS"/*.whl && export PYTHONPATH="$site:$PYTHONPATH"
+fi
 "$PY" -c "import torch, timm, nnAudio, triton; assert torch.cuda.is_available(), 'no CUDA device is visible'" || {
     echo "gpu-check: needs torch with a visible CUDA GPU, timm, nnAudio and triton (GPU_PY=$PY)" >&2; exit 2; }
 status=0

@@ -17,7 +17,6 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 from scipy.special import softmax
-from tqdm.auto import tqdm
 
 from .constants import CLASSES, SUBMISSION_ORDER, VOTE_COLUMNS
 from .data import Competition, read_csv, read_table

@@ -11,7 +11,6 @@ GPU-REVIEW.md:
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import time
 import warnings
@@ -26,7 +25,6 @@ from torch import nn
 from .errors import HMSInputError
 from .models import ArchConfig, create_model
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 MAX_AUTO_BATCH = 32
