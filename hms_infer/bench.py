@@ -33,7 +33,7 @@ from .loader import ModelInputs
 from .manifest import Manifest, Member, load_manifest, parse_tta
 from .models import HMSModel, create_model, resolve_arch
 from .runtime import (
-    DeviceTimer, RunStats, device_name, member_gflops, place, resolve_devices, resolve_precision,
+    DeviceTimer, RunStats, device_name, place_members, resolve_devices, resolve_precision,
 )
 from .submission import to_submission, write_submission
 from .synthetic import write_competition
@@ -66,7 +66,7 @@ def build(manifest: Manifest, weights_dir: Path | None, devices: list[torch.devi
     from .checkpoint import load_weights, read_state_dict
     t = time.perf_counter()
     archs = [resolve_arch(m.arch) for m in manifest.members]
-    placed = place([member_gflops(a) for a in archs], devices) if len(devices) > 1 else devices * len(archs)
+    placed = place_members(archs, devices)
     members = []
     for i, (m, dev) in enumerate(zip(manifest.members, placed)):
         if like is not None:

@@ -32,7 +32,7 @@ from .models import ArchConfig, HMSModel, create_model, resolve_arch
 from .models.multiview import forward_views, view_plan
 from .preprocess import montage_index
 from .runtime import (
-    DevicePool, DeviceTimer, RunStats, auto_batch_size, autocast, configure_backends, member_gflops, on_device, place,
+    DevicePool, DeviceTimer, RunStats, auto_batch_size, autocast, configure_backends, on_device, place_members,
     prepare, resolve_devices, resolve_precision, wave_backend,
 )
 from .submission import to_submission, write_submission
@@ -117,7 +117,7 @@ class Ensemble:
         devices = resolve_devices(device)
         precision = resolve_precision(precision, devices)
         archs = [resolve_arch(m.arch) for m in manifest.members]
-        placed = place([member_gflops(a) for a in archs], devices) if len(devices) > 1 else devices * len(archs)
+        placed = place_members(archs, devices)
         members = []
         for m, dev in zip(manifest.members, placed):
             path = m.checkpoint_path(weights_dir)

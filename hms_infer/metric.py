@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 from .constants import VOTE_COLUMNS
-from .data import read_csv
 from .errors import HMSInputError
 
 EPSILON = 1e-15

@@ -224,6 +224,13 @@ def place(costs: Sequence[float], devices: Sequence[torch.device]) -> list[torch
     return out  # type: ignore[return-value]
 
 
+def place_members(archs: Sequence[ArchConfig], devices: Sequence[torch.device]) -> list[torch.device]:
+    """Each member's device: FLOP-balanced over several devices (`place`), else the one device."""
+    if len(devices) == 1:
+        return list(devices) * len(archs)
+    return place([member_gflops(a) for a in archs], devices)
+
+
 def activation_gib(arch: ArchConfig, precision: str) -> float:
     """Estimated peak activation memory of one view-sample of `arch` (GiB)."""
     family = "hgnetv2" if arch.backbone.startswith("hgnetv2") else "other"
