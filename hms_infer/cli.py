@@ -1,7 +1,7 @@
 """Command line: a thin layer over the package API.
 
     python -m hms_infer --test-dir DIR --out submission.csv [options]     # the main command: predict
-    python -m hms_infer inputs|manifest|demo|score|parity|convert|bench ...   # see --help of each
+    python -m hms_infer inputs|manifest|demo|score|parity|convert|bench|pseudo-labels ...   # see --help of each
 """
 from __future__ import annotations
 
@@ -208,6 +208,35 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pseudo_labels_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, required=True, help="folder with train_eegs/, train_spectrograms/")
+    p.add_argument("--table", type=Path, required=True,
+                   help="training table with eeg_id, eeg_sub_id, offsets, spectrogram_id, label_id, fold, votes")
+    p.add_argument("--out", type=Path, required=True,
+                   help="the pickle to write, e.g. oof_noisy_student.pkl (+ .parquet twin, .issues.json)")
+    _add_runtime_args(p)
+    p.add_argument("--members", default="*", help="glob on member names (default: all)")
+    p.add_argument("--tta", default=None, help=f"comma list of views from {','.join(VIEWS)} (overrides the manifest)")
+    p.add_argument("--any-fold", action="store_true",
+                   help="rows of a fold without members are predicted by all members (default: an error)")
+    p.add_argument("--strict", action="store_true", help="the first row without usable input is an error")
+    p.add_argument("--chunk-rows", type=int, default=None,
+                   help="windows per resumable part in OUT.parts/ (whole batches; default 1024)")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="stop after the part that passes this many seconds (exit 3; run again to resume)")
+    _add_batch_args(p)
+    _add_shard_arg(p)
+
+
+def _pseudo_labels(args: argparse.Namespace) -> int:
+    from .pseudo_labels import CHUNK_ROWS, INCOMPLETE, pseudo_labels
+    summary = pseudo_labels(args.data_dir, args.table, _manifest_path(args), args.out, args.weights_dir,
+                            args.members, args.tta, args.device, args.precision, args.batch_size, args.num_workers,
+                            args.shard, args.any_fold, args.strict,
+                            CHUNK_ROWS if args.chunk_rows is None else args.chunk_rows, args.time_limit)
+    return INCOMPLETE if summary["stopped"] else 0
+
+
 COMMANDS: dict[str, Command] = {
     "inputs": ("write the exact model inputs of every row to an .npz", _inputs_args, _inputs),
     "manifest": ("recognise checkpoints' presets and write a weights manifest", _manifest_args, _manifest),
@@ -216,6 +245,8 @@ COMMANDS: dict[str, Command] = {
     "parity": ("recompute saved out-of-fold logits per fold and compare", _parity_args, _parity),
     "convert": ("checkpoints to .safetensors (no pickle), optionally fp16", _convert_args, _convert),
     "bench": ("time the end-to-end path on synthetic rows, stage by stage", _bench_args, _bench),
+    "pseudo-labels": ("out-of-fold noisy-student labels for the training code (oof_noisy_student.pkl)",
+                      _pseudo_labels_args, _pseudo_labels),
 }
 
 

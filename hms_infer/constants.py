@@ -5,6 +5,7 @@ Everything that names an electrode, a bipolar pair, a brain flip, a class or a w
 from __future__ import annotations
 
 # §1 Classes: model logits are in alphabetical order; the submission has its own column order.
+# CLASSES is also the training code's label order (its normalised votes; `oof_noisy_student.pkl`).
 CLASSES: tuple[str, ...] = ("gpd", "grda", "lpd", "lrda", "other", "seizure")
 SUBMISSION_CLASSES: tuple[str, ...] = ("seizure", "lpd", "gpd", "lrda", "grda", "other")
 VOTE_COLUMNS: tuple[str, ...] = tuple(f"{c}_vote" for c in SUBMISSION_CLASSES)
