@@ -221,6 +221,9 @@ def pseudo_labels(data_dir: str | Path, table: str | Path, manifest: str | Path 
         source, weights_dir = str(manifest), weights_dir or Path(manifest).parent
         manifest = load_manifest(manifest)
     weights_dir = Path(weights_dir or ".")
+    for folder in ("train_eegs", "train_spectrograms"):
+        if not (Path(data_dir) / folder).is_dir():
+            raise HMSInputError(f"{data_dir}: no {folder}/ folder (--data-dir is the competition folder)")
     labels = read_label_table(table)
     targets = solution_probabilities(labels)  # refuses bad votes before any model runs
     chosen = [m for m in manifest.members if fnmatch(m.name, members)]

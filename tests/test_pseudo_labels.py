@@ -56,6 +56,15 @@ def write_manifest(path: Path, weights: Path, swap: bool = False, folds=(0, 1)) 
     return path
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: on 2 cores shared with other jobs, two spinning OpenMP threads run 5-20x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class ViewProbs:
     """(member name, label_id) -> (V, 6) the member's probabilities of each view of the row's window, computed on
     first use (the tests need 12 of the 16 member x window pairs)."""
@@ -279,21 +288,25 @@ def test_bad_rows_any_fold_and_strict(case, tmp_path, capsys):
     ("duplicate", "appears more than once"),
     ("members", "matches none of the members"),
     ("votes", "Target values must sum to one"),
+    ("data-dir", "no train_eegs/ folder"),
 ])
 def test_bad_options_and_tables_fail_before_inference(case, tmp_path, capsys, change, message):
     table = case["table"].copy()
-    out, extra = tmp_path / "oof.pkl", []
+    out, extra, argv_data = tmp_path / "oof.pkl", [], str(case["data"])
     if change == "out":
         out = tmp_path / "oof.csv"
     elif change == "duplicate":
         table.loc[3, "label_id"] = table.loc[1, "label_id"]
     elif change == "members":
         extra = ["--members", "cfg_9/*"]
+    elif change == "data-dir":
+        argv_data = str(tmp_path)
     else:
         table.loc[2, list(VOTE_COLUMNS)] = 0
     table.to_csv(tmp_path / "t.csv", index=False)
     argv = args(case, out, None, *extra)
     argv[argv.index("--table") + 1] = str(tmp_path / "t.csv")
+    argv[argv.index("--data-dir") + 1] = argv_data
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
