@@ -1,7 +1,7 @@
 """Command line: a thin layer over the package API.
 
     python -m hms_infer --test-dir DIR --out submission.csv [options]     # the main command: predict
-    python -m hms_infer inputs|manifest|demo|score|parity|convert|bench ...   # see --help of each
+    python -m hms_infer inputs|manifest|demo|score|parity|fit-weights|convert|bench ...   # see --help of each
 """
 from __future__ import annotations
 
@@ -168,6 +168,38 @@ def _parity(args: argparse.Namespace) -> int:
     return 0 if report["passed"] else 1
 
 
+def _fit_weights_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--table", type=Path, required=True, help="training table with label_id, fold and the votes")
+    p.add_argument("--preds", dest="groups", action="append", default=[], metavar="NAME=DIR",
+                   type=lambda s: ("preds", *_group(s, "--preds")),
+                   help="a member group's OOF logits in the training layout DIR/<label_id>/pred_<seed>.npy")
+    p.add_argument("--oof", dest="groups", action="append", metavar="NAME=CSV",
+                   type=lambda s: ("oof", *_group(s, "--oof")),
+                   help="a member group's OOF logits as a CSV with label_id and logit_<class> columns")
+    p.add_argument("--seed", type=int, default=None, help="the seed in pred_<seed>.npy (with --preds)")
+    p.add_argument("--manifest", type=Path, required=True,
+                   help="the manifest; a group NAME is its members named NAME or NAME/...")
+    p.add_argument("-o", "--out", type=Path, required=True, help="the fitted manifest to write (atomically)")
+    p.add_argument("--blend", choices=["prob", "logit"], default=None, help="blend space (default: the manifest's)")
+    p.add_argument("--temperature", action="store_true", help="also fit one temperature per group")
+    p.add_argument("--report", type=Path, default=None, help="JSON report to write (atomically)")
+
+
+def _group(spec: str, option: str) -> tuple[str, str]:
+    from .fitweights import parse_group
+    try:
+        return parse_group(spec, option)
+    except HMSInputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _fit_weights(args: argparse.Namespace) -> int:
+    from .fitweights import fit_weights, read_groups
+    fit_weights(args.table, read_groups(args.groups, args.seed), args.manifest, args.out, args.blend,
+                args.temperature, args.report)
+    return 0
+
+
 def _convert_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoints", nargs="+", type=Path, help=".pt checkpoints")
     p.add_argument("--half", action="store_true",
@@ -214,6 +246,8 @@ COMMANDS: dict[str, Command] = {
     "demo": ("random-weight end-to-end run on synthetic data", _demo_args, _demo),
     "score": ("Kaggle's KL-divergence score of a submission against vote counts", _score_args, _score),
     "parity": ("recompute saved out-of-fold logits per fold and compare", _parity_args, _parity),
+    "fit-weights": ("fit group blend weights (and temperatures) on saved OOF logits, cross-validated",
+                    _fit_weights_args, _fit_weights),
     "convert": ("checkpoints to .safetensors (no pickle), optionally fp16", _convert_args, _convert),
     "bench": ("time the end-to-end path on synthetic rows, stage by stage", _bench_args, _bench),
 }

@@ -50,15 +50,19 @@ def bipolar_views(electrodes: torch.Tensor, views: Sequence[str]) -> torch.Tenso
     return electrodes[:, index[:, 0]] - electrodes[:, index[:, 1]]
 
 
-def blend(logits: torch.Tensor, weights: Sequence[float], how: str = "prob") -> torch.Tensor:
+def blend(logits: torch.Tensor, weights: Sequence[float] | torch.Tensor, how: str = "prob",
+          temperatures: Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
     """(M, B, V, 6) member x view logits -> (B, 6) probabilities.
 
     prob:  sum_m w_m * mean_v softmax(logits)        logit: softmax(sum_m w_m * mean_v logits)
-    Weights are normalised to sum to 1.
+    Weights are normalised to sum to 1. `temperatures` (M,): each member's logits are divided by its own first
+    (None: unchanged). Differentiable in float64 tensor weights and temperatures (`fit` minimises through it).
     """
     w = torch.as_tensor(weights, dtype=torch.float64)
     w = (w / w.sum()).view(-1, 1, 1)
     logits = logits.double()
+    if temperatures is not None:
+        logits = logits / torch.as_tensor(temperatures, dtype=torch.float64).view(-1, 1, 1, 1)
     if how == "prob":
         return (w * logits.softmax(-1).mean(2)).sum(0)
     if how == "logit":
@@ -72,6 +76,7 @@ class LoadedMember:
     model: HMSModel
     weight: float
     device: torch.device
+    temperature: float = 1.0  # logits are divided by it before the blend
 
     @property
     def arch(self) -> ArchConfig:
@@ -131,7 +136,7 @@ class Ensemble:
                 raise HMSInputError(f"member {m.name}: cannot build its arch {m.arch!r}: {e}") from None
             model = load_weights(model, read_state_dict(path), str(path),
                                  m.arch if isinstance(m.arch, str) else f"{m.name} (custom arch)")
-            members.append(LoadedMember(m.name, model.to(dev).eval(), m.weight, dev))
+            members.append(LoadedMember(m.name, model.to(dev).eval(), m.weight, dev, m.temperature))
         views = manifest.tta if tta is None else parse_tta(tta, "--tta")
         return cls(members, views, manifest.blend, precision, fast, compile, manifest.fallback)
 
@@ -220,8 +225,9 @@ class Ensemble:
         return self.blend(self.member_logits(electrodes, spect))
 
     def blend(self, logits: torch.Tensor) -> np.ndarray:
-        """(M, B, V, 6) logits -> (B, 6) probabilities, with the members' weights and the blend mode."""
-        return blend(logits, [m.weight for m in self.members], self.blend_mode).numpy()
+        """(M, B, V, 6) logits -> (B, 6) probabilities, with the members' weights, temperatures and blend mode."""
+        return blend(logits, [m.weight for m in self.members], self.blend_mode,
+                     [m.temperature for m in self.members]).numpy()
 
     def batch_logits(self, comp: Competition, rows: Sequence[int] | None = None, batch_size: int | str = "auto",
                      num_workers: int | str = "auto", progress: bool = True, stats: RunStats | None = None,
