@@ -148,11 +148,10 @@ def fitted_manifest(raw: dict, members: Mapping[str, list[int]], weights: np.nda
         for i in idx:
             m = out["members"][i]
             m["weight"] = float(weights[g]) / len(idx)
-            if temperatures is not None and "temperature" not in m:
-                items = list(m.items())
-                at = list(m).index("weight") + 1
-                m = out["members"][i] = dict(items[:at] + [("temperature", None)] + items[at:])
             if temperatures is not None:
+                if "temperature" not in m:  # a new field goes right after `weight`
+                    items, at = list(m.items()), list(m).index("weight") + 1
+                    m = out["members"][i] = dict(items[:at] + [("temperature", None)] + items[at:])
                 m["temperature"] = float(temperatures[g])
     return out
 
