@@ -260,7 +260,8 @@ class Ensemble:
                 if cuda and n < size:
                     pad = [n - 1] * (size - n)
                     electrodes, spect = torch.cat([electrodes, electrodes[pad]]), torch.cat([spect, spect[pad]])
-                logits = self.member_logits(electrodes, spect, stats, heads)[:, :n]
+                logits = (self.member_logits(electrodes, spect, stats, heads=True) if heads
+                          else self.member_logits(electrodes, spect, stats))[:, :n]
                 stats.rows += n
                 stats.batches += 1
                 if stats.batches == 1:

@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from hms_infer.report import figure, make_report  # noqa: E402
 from hms_infer.report.analysis import Report, RowReport  # noqa: E402
 from hms_infer.report.drawing import nice_step, trace_offsets  # noqa: E402
 from hms_infer.report.pages import index_page  # noqa: E402
+from hms_infer.synthetic import write_competition  # noqa: E402
 
 from .conftest import save_tiny_checkpoint  # noqa: E402
 
@@ -98,10 +100,11 @@ def probabilities(cells: dict, columns) -> np.ndarray:
     return np.array([float(cells[c]) for c in columns])
 
 
-def test_html_probabilities_equal_the_submission_and_every_page_is_linked(synthetic_dir, manifest, tmp_path, capsys):
+def test_html_probabilities_equal_the_submission_and_every_page_is_linked(manifest, tmp_path, capsys):
+    synthetic_dir = write_competition(tmp_path / "data", n_test=2, n_train_eegs=0, seed=3)  # predict runs every row
     out = tmp_path / "report"
     args = ["--manifest", str(manifest), "--device", "cpu", "--num-workers", "0", "--tta", "none"]
-    assert main(["report", "--test-dir", str(synthetic_dir), "--rows", "2,0", "--out", str(out), *args]) == 0
+    assert main(["report", "--test-dir", str(synthetic_dir), "--rows", "1,0", "--out", str(out), *args]) == 0
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert re.match(r"hms_infer report: 2 rows in [\d.]+ s \([\d.]+ rows/s; forward [\d.]+ s, figures [\d.]+ s; "
                     r"models loaded in [\d.]+ s\), 2 members x 1 views on cpu fp32 -> .*index\.html$", summary)
@@ -110,7 +113,7 @@ def test_html_probabilities_equal_the_submission_and_every_page_is_linked(synthe
 
     index = Tables((out / "index.html").read_text())
     rows = index.rows("rows")
-    assert [a["data-row"] for a, _ in rows] == ["2", "0"]  # the order asked for
+    assert [a["data-row"] for a, _ in rows] == ["1", "0"]  # the order asked for
     for attrs, cells in rows:
         i = int(attrs["data-row"])
         assert int(attrs["data-eeg-id"]) == sub.eeg_id[i]
@@ -131,7 +134,7 @@ def test_html_probabilities_equal_the_submission_and_every_page_is_linked(synthe
         image = imread(png)
         assert image.shape[:2] == SIZE
         assert image[..., :3].std() > 0.1  # not blank: traces, images and bars
-    assert sorted(p.name for p in out.glob("*.png")) == ["row00000_eeg_id_1000.png", "row00002_eeg_id_1034.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == ["row00000_eeg_id_1000.png", "row00001_eeg_id_1017.png"]
     assert "<script>" in (out / "index.html").read_text()  # the sorting, inline
 
 
@@ -156,6 +159,7 @@ def test_train_split_votes_kl_and_aux_heads_equal_a_direct_forward(synthetic_dir
     ens = Ensemble.from_manifest(manifest, device="cpu")
     for attrs, cells in rows:
         i = int(attrs["data-row"])
+        assert int(cells["label_id"]) == comp.table.label_id[i]
         votes = comp.table.loc[i, list(VOTE_COLUMNS)].to_numpy(float)
         y, p = votes / votes.sum(), probabilities(cells, VOTE_COLUMNS)
         kl = sum(a * np.log(a / b) for a, b in zip(y, p) if a > 0)
@@ -184,7 +188,7 @@ def test_train_split_votes_kl_and_aux_heads_equal_a_direct_forward(synthetic_dir
                                    atol=1e-12)
 
 
-def test_every_head_comes_from_the_same_pass_and_the_default_path_is_unchanged(synthetic_dir, manifest):
+def test_every_head_comes_from_the_same_pass_and_the_default_path_is_unchanged(synthetic_dir, manifest, monkeypatch):
     """`member_logits(heads=True)` is one pass giving (M, B, V, 4, 6); its `all` head is bit-identical to the
     default path's (M, B, V, 6) logits."""
     ens = Ensemble.from_manifest(manifest, device="cpu", tta="none,lr")
@@ -195,6 +199,12 @@ def test_every_head_comes_from_the_same_pass_and_the_default_path_is_unchanged(s
     assert every.shape == (2, 1, 2, len(HEADS), 6)
     assert torch.equal(every[..., 0, :], ens.member_logits(el, sp))  # `all`: the very numbers of predict
     # (each head against `HMSModel.forward`: test_train_split_votes_kl_and_aux_heads_equal_a_direct_forward)
+
+    def out_of_memory(eeg, s):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+    monkeypatch.setattr(ens, "_member_forward", lambda *args, **kwargs: out_of_memory)
+    lost = ens.member_logits(el, sp, heads=True)  # one row still out of memory: NaN, so that it falls back
+    assert lost.shape == every.shape and lost.isnan().all()
 
 
 def test_notebook_figure_shows_the_signals_and_images_the_model_saw(synthetic_dir, manifest):
@@ -276,3 +286,16 @@ def test_index_sorts_by_a_clicked_column(tmp_path):
     assert by_confidence == ["2", "0", "3", "1"]  # 0.3 < 0.5 < 0.58 < 0.75
     assert reversed_ == ["1", "3", "0", "2"]
     assert by_class == ["3", "0", "1", "2"]  # grda, lpd, other, seizure
+
+
+def test_nothing_but_the_report_imports_matplotlib():
+    """`predict`, the CLI and kernel.py's imports run without the `plot` extra."""
+    package = Path(__file__).resolve().parents[1] / "hms_infer"
+    names = sorted(".".join(("hms_infer", *p.relative_to(package).with_suffix("").parts)).removesuffix(".__init__")
+                   for p in package.rglob("*.py") if "report" not in p.parts and p.name != "__main__.py")
+    code = ("import importlib, sys\n"
+            f"for name in {names!r}:\n    importlib.import_module(name)\n"
+            "print(len(sys.modules), 'matplotlib' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split()[1] == "False" and "hms_infer.cli" in names and "hms_infer.ensemble" in names

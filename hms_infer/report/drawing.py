@@ -24,6 +24,13 @@ _CHAIN_GAP = 1.5  # extra trace spacings between chains
 _WINDOW_S = EEG_WINDOW / EEG_FS
 _SPECT_HALF_S = SPECT_FRAMES  # the 10-minute window is 300 frames of 2 s, centred on the labelled window
 _ANNOTATE_MAX_CELLS = 240  # heatmaps with more cells than this go without numbers
+_NAME_CHARS = 14  # member names are cut to this in the figure (the page's tables give them whole)
+_HEAD_LABELS = {"all": "all", "spect": "spect", "eeg_stft": "stft", "eeg_wavenet": "wavenet"}
+
+
+def short(name: str, n: int = _NAME_CHARS) -> str:
+    """`name` cut to n characters, the cut marked: 'hgnetv2_b4.ssld_0' -> 'hgnetv2_b4.ss…' (n = 14)."""
+    return name if len(name) <= n else name[:n - 1] + "…"
 
 
 def nice_step(x: float) -> float:
@@ -79,7 +86,7 @@ def _spectrogram(fig, ax, spect: np.ndarray) -> None:
     for r in range(1, len(SPECT_REGIONS)):
         ax.axhline(n * r, color="w", lw=0.6)
     ax.set_xlabel("s from the labelled centre (box: the 50-s EEG window); 0.6-20 Hz per region", fontsize=8)
-    ax.set_title("competition spectrogram, 10 minutes (log power, as the model's image)", fontsize=10)
+    ax.set_title("spectrogram, 10 min (model's image: log power)", fontsize=10)
     fig.colorbar(shown, ax=ax, fraction=0.04, pad=0.01)
 
 
@@ -88,7 +95,7 @@ def _stft(fig, ax, inputs: RowInputs) -> None:
     h, w = inputs.stft.shape
     ax.set_xlabel("image column (time, folded)")
     ax.set_ylabel("image row (24 signals x frequency)")
-    ax.set_title(f"STFT image of {inputs.stft_member} ({h} x {w}), input of its 2-D backbone", fontsize=10)
+    ax.set_title(f"STFT image of {short(inputs.stft_member)} ({h} x {w})", fontsize=10)
     fig.colorbar(shown, ax=ax, fraction=0.04, pad=0.01)
 
 
@@ -144,9 +151,10 @@ def draw(report: Report, r: RowReport, inputs: RowInputs) -> Figure:
     _bars(fig.add_subplot(grid[0, 2]), r)
     pairs = [(m, v) for m in report.members for v in report.views]
     _heatmap(fig.add_subplot(grid[1, 2]), r.member_view.reshape(-1, r.member_view.shape[-1]),
-             [f"{m} · {v}" for m, v in pairs], "each member and view (head `all`)")
+             [f"{short(m)} · {v}" for m, v in pairs], "each member and view (head `all`)")
     _heatmap(fig.add_subplot(grid[2, 2]), r.heads.reshape(-1, r.heads.shape[-1]),
-             [f"{m} · {h}" for m in report.members for h in HEADS], "each member's heads (mean over views)")
+             [f"{short(m)} · {_HEAD_LABELS[h]}" for m in report.members for h in HEADS],
+             "each member's heads (mean over views)")
     fig.suptitle(row_title(report, r), fontsize=12)
     return fig
 

@@ -108,13 +108,14 @@ def index_page(report: Report, seconds: float) -> str:
     """Every reported row: predicted class and confidence, the six probabilities (the submission's columns),
     status, with votes the consensus and KL; sortable by any column; each row links to its page."""
     votes = any(r.votes is not None for r in report.rows)
-    header = ["row", "eeg_id", "spectrogram_id", "predicted", "confidence", *VOTE_COLUMNS, "status"]
+    keys = [k for k in dict.fromkeys(r.row.key_name for r in report.rows) if k != "eeg_id"]  # train: label_id
+    header = ["row", "eeg_id", *keys, "spectrogram_id", "predicted", "confidence", *VOTE_COLUMNS, "status"]
     header += ["votes: consensus", "KL"] if votes else []
     rows = []
     for r in report.rows:
         cls, conf = predicted(r)
         link = f'<td data-col="row" data-value="{r.row.index}"><a href="{page_name(r)}.html">{r.row.index}</a></td>'
-        cells = [link, _cell("eeg_id", str(r.row.eeg_id)),
+        cells = [link, _cell("eeg_id", str(r.row.eeg_id)), *(_cell(k, str(r.row.key)) for k in keys),
                  _cell("spectrogram_id", str(r.row.spectrogram_id)), _cell("predicted", cls),
                  _cell("confidence", conf), *(_cell(c, float(p)) for c, p in zip(VOTE_COLUMNS, r.probs)),
                  _cell("status", r.status or "ok")]
