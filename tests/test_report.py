@@ -190,7 +190,7 @@ def test_train_split_votes_kl_and_aux_heads_equal_a_direct_forward(synthetic_dir
 
 def test_every_head_comes_from_the_same_pass_and_the_default_path_is_unchanged(synthetic_dir, manifest, monkeypatch):
     """`member_logits(heads=True)` is one pass giving (M, B, V, 4, 6); its `all` head is bit-identical to the
-    default path's (M, B, V, 6) logits."""
+    default path's (M, B, V, 6) logits; the reference path (`fast=False`) gives the same heads."""
     ens = Ensemble.from_manifest(manifest, device="cpu", tta="none,lr")
     _, raw_eeg, raw_spect = Competition(synthetic_dir, "test")[1]
     el = torch.from_numpy(eeg_electrodes(raw_eeg))[None]
@@ -199,6 +199,8 @@ def test_every_head_comes_from_the_same_pass_and_the_default_path_is_unchanged(s
     assert every.shape == (2, 1, 2, len(HEADS), 6)
     assert torch.equal(every[..., 0, :], ens.member_logits(el, sp))  # `all`: the very numbers of predict
     # (each head against `HMSModel.forward`: test_train_split_votes_kl_and_aux_heads_equal_a_direct_forward)
+    reference = Ensemble.from_manifest(manifest, device="cpu", tta="none", fast=False)  # one forward per view
+    torch.testing.assert_close(reference.member_logits(el, sp, heads=True), every[:, :, :1], rtol=0, atol=1e-5)
 
     def out_of_memory(eeg, s):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
@@ -299,3 +301,23 @@ def test_nothing_but_the_report_imports_matplotlib():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split()[1] == "False" and "hms_infer.cli" in names and "hms_infer.ensemble" in names
+
+
+def test_a_returned_figure_shows_inline_in_ipython():
+    """In a kernel where pyplot was never imported, Figures get IPython's PNG display (what Jupyter shows)."""
+    pytest.importorskip("IPython")
+    code = """
+from IPython.core.interactiveshell import InteractiveShell
+from matplotlib.figure import Figure
+from hms_infer.report.drawing import show_inline_in_ipython
+shell = InteractiveShell.instance()
+fig = Figure()
+fig.add_subplot().plot([0, 1])
+before = set(shell.display_formatter.format(fig)[0])
+show_inline_in_ipython()
+after = shell.display_formatter.format(fig)[0]
+print(sorted(before), sorted(after), after["image/png"][:8])
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["['text/plain']", "['image/png',", "'text/plain']", "iVBORw0K"]  # base64 PNG

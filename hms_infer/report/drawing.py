@@ -5,6 +5,8 @@ nothing needs a display and no figure is kept alive after it is saved.
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -159,8 +161,26 @@ def draw(report: Report, r: RowReport, inputs: RowInputs) -> Figure:
     return fig
 
 
+def show_inline_in_ipython() -> None:
+    """Under IPython (Jupyter) where no figure display is registered yet (pyplot never imported, so the inline
+    backend never loaded), register the PNG display of Figures, as `%matplotlib inline` does."""
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    if shell is None:
+        return
+    formatters = shell.display_formatter.formatters
+    for mime in ("image/png", "image/svg+xml", "image/jpeg", "application/pdf"):
+        try:
+            formatters[mime].lookup_by_type(Figure)
+            return  # the user's choice (retina, svg...) stays
+        except KeyError:
+            pass
+    from IPython.core.pylabtools import select_figure_formats
+    select_figure_formats(shell, {"png"})
+
+
 def figure(ensemble: Ensemble, competition: Competition, row: int, batch_size: int | str = "auto",
            num_workers: int | str = 0) -> Figure:
-    """The report figure of table position `row` of `competition` (a notebook shows it inline)."""
+    """The report figure of table position `row` of `competition`; a notebook cell returning it shows it inline."""
     report = analyse(ensemble, competition, [row], batch_size, num_workers, progress=False)
+    show_inline_in_ipython()
     return draw(report, report.rows[0], row_inputs(ensemble, competition, row))
