@@ -1,7 +1,7 @@
 """Command line: a thin layer over the package API.
 
     python -m hms_infer --test-dir DIR --out submission.csv [options]     # the main command: predict
-    python -m hms_infer inputs|manifest|demo|score|parity|fit-weights|convert|bench ...   # see --help of each
+    python -m hms_infer inputs|manifest|demo|score|parity|fit-weights|convert|bench|report ...   # see --help of each
 """
 from __future__ import annotations
 
@@ -240,6 +240,34 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--test-dir", type=Path, required=True,
+                   help="competition folder with <split>.csv, <split>_eegs/, <split>_spectrograms/")
+    p.add_argument("--split", choices=["test", "train"], default="test",
+                   help="train: the training table (offsets, votes: the page shows them and each row's KL)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--rows", default=None, help="table rows to report, 0-based, comma-separated: 0,5,9")
+    which.add_argument("--eeg-id", type=int, nargs="+", default=None, help="every row of these eeg_ids")
+    which.add_argument("--all", action="store_true", help="every row (the default)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the PNGs, the pages and index.html")
+    _add_runtime_args(p)
+    p.add_argument("--tta", default=None, help=f"comma list of views from {','.join(VIEWS)} (overrides the manifest)")
+    _add_batch_args(p)
+
+
+def _report(args: argparse.Namespace) -> int:
+    try:
+        from .report import make_report, parse_rows
+    except ModuleNotFoundError as e:
+        if e.name != "matplotlib":
+            raise
+        raise HMSInputError("the report needs matplotlib: pip install 'hms_infer[plot]'") from None
+    rows = None if args.rows is None else parse_rows(args.rows)
+    make_report(args.test_dir, args.out, _manifest_path(args), args.weights_dir, args.split, rows, args.eeg_id,
+                args.device, args.precision, args.tta, args.batch_size, args.num_workers)
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "inputs": ("write the exact model inputs of every row to an .npz", _inputs_args, _inputs),
     "manifest": ("recognise checkpoints' presets and write a weights manifest", _manifest_args, _manifest),
@@ -250,6 +278,8 @@ COMMANDS: dict[str, Command] = {
                     _fit_weights_args, _fit_weights),
     "convert": ("checkpoints to .safetensors (no pickle), optionally fp16", _convert_args, _convert),
     "bench": ("time the end-to-end path on synthetic rows, stage by stage", _bench_args, _bench),
+    "report": ("a PNG and an HTML page per row (signals, images, every member, view and head) and an index",
+               _report_args, _report),
 }
 
 

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import load_weights, read_state_dict, sha256
-from .constants import VIEWS
+from .constants import HEADS, VIEWS
 from .data import Competition
 from .errors import HMSInputError
 from .fallback import Problem, announce, apply_policy, finish_run, status_counts, write_report
@@ -144,16 +144,20 @@ class Ensemble:
     def devices(self) -> list[torch.device]:
         return list(dict.fromkeys(m.device for m in self.members))
 
-    def _member_forward(self, m: LoadedMember, compile: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        """(eeg, spect) -> (B, V, 6) `head_all` logits; eeg is the `none` montage (B, 24, T) on the fast path,
-        every view's (B, V, 24, T) on the reference path."""
+    def _member_forward(self, m: LoadedMember, compile: bool, heads: bool = False
+                        ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """(eeg, spect) -> (B, V, 6) `head_all` logits (`heads`: (B, V, 4, 6), every head in `HEADS` order); eeg is
+        the `none` montage (B, 24, T) on the fast path, every view's (B, V, 24, T) on the reference path."""
         if not self.fast:
             def each_view(eeg_views: torch.Tensor, spect: torch.Tensor) -> torch.Tensor:
-                return torch.stack([m.model(eeg_views[:, v], spect)["all"] for v in range(eeg_views.shape[1])], 1)
+                outs = [m.model(eeg_views[:, v], spect) for v in range(eeg_views.shape[1])]
+                if heads:
+                    return torch.stack([torch.stack([o[k] for k in HEADS], 1) for o in outs], 1)
+                return torch.stack([o["all"] for o in outs], 1)
             return each_view
         chunk = None if m.device.type == "cuda" else 1  # see forward_views
         self.plan.tensors(m.device)  # made now: a compiled forward must not see the plan's cache change
-        forward = functools.partial(forward_views, m.model, plan=self.plan, chunk=chunk)
+        forward = functools.partial(forward_views, m.model, plan=self.plan, chunk=chunk, heads=heads)
         return torch.compile(forward, dynamic=False) if compile else forward
 
     def _montage(self, electrodes: torch.Tensor) -> torch.Tensor:
@@ -176,15 +180,17 @@ class Ensemble:
         return n
 
     @torch.inference_mode()
-    def member_logits(self, electrodes: torch.Tensor, spect: torch.Tensor, stats: RunStats | None = None
-                      ) -> torch.Tensor:
-        """(B, 19, T) electrodes, (B, 10, 300, 100) spectrogram -> (M, B, V, 6) float32 `head_all` logits on CPU.
+    def member_logits(self, electrodes: torch.Tensor, spect: torch.Tensor, stats: RunStats | None = None,
+                      heads: bool = False) -> torch.Tensor:
+        """(B, 19, T) electrodes, (B, 10, 300, 100) spectrogram -> (M, B, V, 6) float32 `head_all` logits on CPU;
+        `heads`: (M, B, V, 4, 6), every head in `HEADS` order from the same pass (eager, never compiled).
 
         On a CUDA out-of-memory error the batch runs in two halves (and so on, down to one row).
         """
         try:
             done: dict[int, torch.Tensor] = {}
-            for part in self._pool.map({d: self._runner(d, electrodes, spect, stats) for d in self.devices}).values():
+            work = {d: self._runner(d, electrodes, spect, stats, heads) for d in self.devices}
+            for part in self._pool.map(work).values():
                 done.update(part)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
@@ -192,15 +198,15 @@ class Ensemble:
             if n == 1:  # NaN logits: the row falls back (or, with strict, is an error)
                 log.error("CUDA out of memory even for one row on %s (%d members x %d views)",
                           ",".join(map(str, self.devices)), len(self.members), len(self.tta))
-                return torch.full((len(self.members), 1, len(self.tta), 6), float("nan"))
+                return torch.full((len(self.members), 1, len(self.tta), *[len(HEADS)] * heads, 6), float("nan"))
             log.warning("CUDA out of memory at %d rows per batch: running it in halves (lower --batch-size)", n)
             h = (n + 1) // 2
-            return torch.cat([self.member_logits(electrodes[:h], spect[:h], stats),
-                              self.member_logits(electrodes[h:], spect[h:], stats)], dim=1)
+            return torch.cat([self.member_logits(electrodes[:h], spect[:h], stats, heads),
+                              self.member_logits(electrodes[h:], spect[h:], stats, heads)], dim=1)
         return torch.stack([done[i] for i in range(len(self.members))])
 
-    def _runner(self, dev: torch.device, electrodes: torch.Tensor, spect: torch.Tensor, stats: RunStats | None
-                ) -> Callable[[], dict[int, torch.Tensor]]:
+    def _runner(self, dev: torch.device, electrodes: torch.Tensor, spect: torch.Tensor, stats: RunStats | None,
+                heads: bool = False) -> Callable[[], dict[int, torch.Tensor]]:
         """The work of one device for one batch: its members' logits, keyed by member index."""
         def run() -> dict[int, torch.Tensor]:
             with torch.inference_mode(), on_device(dev):
@@ -212,7 +218,8 @@ class Ensemble:
                 outs = []
                 for i in mine:
                     with autocast(dev, self.precision):
-                        outs.append(self._forwards[i](eeg, s).float())
+                        forward = self._member_forward(self.members[i], False, True) if heads else self._forwards[i]
+                        outs.append(forward(eeg, s).float())
                 elapsed = timer.stop()
                 logits = torch.stack(outs).cpu()
             if stats is not None:
@@ -231,10 +238,11 @@ class Ensemble:
 
     def batch_logits(self, comp: Competition, rows: Sequence[int] | None = None, batch_size: int | str = "auto",
                      num_workers: int | str = "auto", progress: bool = True, stats: RunStats | None = None,
-                     strict: bool = False) -> Iterator[tuple[list[int], torch.Tensor, list[tuple[Problem, ...]]]]:
+                     strict: bool = False, heads: bool = False
+                     ) -> Iterator[tuple[list[int], torch.Tensor, list[tuple[Problem, ...]]]]:
         """Per batch of the table rows `rows` (default: all, in order): (row indices, (M, n, V, 6) logits, each
         row's problems). An unusable input is an all-NaN window and a problem (`fallback`), or with `strict` an
-        error.
+        error. `heads`: (M, n, V, 4, 6) logits of every head (`member_logits`).
 
         On GPUs the last, smaller batch is padded to the batch size: every batch has one shape, so cuDNN's
         benchmark mode picks its kernels once.
@@ -258,7 +266,8 @@ class Ensemble:
                 if cuda and n < size:
                     pad = [n - 1] * (size - n)
                     electrodes, spect = torch.cat([electrodes, electrodes[pad]]), torch.cat([spect, spect[pad]])
-                logits = self.member_logits(electrodes, spect, stats)[:, :n]
+                logits = (self.member_logits(electrodes, spect, stats, heads=True) if heads
+                          else self.member_logits(electrodes, spect, stats))[:, :n]
                 stats.rows += n
                 stats.batches += 1
                 if stats.batches == 1:
