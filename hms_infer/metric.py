@@ -23,15 +23,14 @@ def kl_divergence(y: np.ndarray, p: np.ndarray | torch.Tensor, epsilon: float = 
     gives a 0-d float64 tensor differentiable in p: `fit` minimises this very function.
     """
     y = np.asarray(y, dtype=np.float64)
-    log_y = np.log(np.where(y > 0, y, 1.0))  # 0 where y == 0: those terms are 0 * (0 - log p) = 0
-    tensor = isinstance(p, torch.Tensor)
-    if tensor:
-        y, log_y, p = torch.from_numpy(y).to(p.device), torch.from_numpy(log_y).to(p.device), p.double()
-    else:
-        p = np.asarray(p, dtype=np.float64)
-    log = torch.log if tensor else np.log
-    kl = (y * (log_y - log(p.clip(epsilon, 1 - epsilon)))).sum(1).mean()
-    return kl if tensor else float(kl)
+    if isinstance(p, torch.Tensor):
+        y = torch.from_numpy(y).to(p.device)
+        ratio = torch.where(y > 0, y / p.double().clip(epsilon, 1 - epsilon), 1.0)
+        return (y * ratio.log()).sum(1).mean()
+    p = np.clip(np.asarray(p, dtype=np.float64), epsilon, 1 - epsilon)
+    ratio = np.divide(y, p, out=np.ones_like(y), where=y > 0)  # terms with y == 0: 0 * log(1) = 0
+    kl = (y * np.log(ratio)).sum(1).mean()
+    return float(kl)
 
 
 def _where(name: str, frame: pd.DataFrame, i: int) -> str:
