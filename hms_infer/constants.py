@@ -72,3 +72,10 @@ SPECT_SPAN_S = 598  # last frame time - first frame time in a window
 SPECT_CLIP_LOG = (-7.0, 10.0)  # clip to [e^-7, e^10] before the log
 SPECT_NORM_CLIP = 16.0
 SPECT_CHANNELS = len(SPECT_REGIONS) + 6  # 4 regions + 6 pairwise differences
+
+# Time budget (budget.py): the order in which TTA views are dropped when a run would not finish in time, the
+# budget kernel.py gives a Kaggle run (HMS_TIME_BUDGET_S; Kaggle stops a notebook at 9 h), and how many steady
+# batches (after a level's first, which carries warm-up / compile time) a projection needs.
+TTA_DROP_ORDER: tuple[str, ...] = ("lrfb", "fb", "lr")
+KAGGLE_TIME_BUDGET_S = 8 * 3600.0
+BUDGET_STEADY_BATCHES = 2
