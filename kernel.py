@@ -208,8 +208,8 @@ def main() -> int:
     gpus = [f"{torch.cuda.get_device_name(i)} (sm_{''.join(map(str, torch.cuda.get_device_capability(i)))})"
             for i in range(torch.cuda.device_count())]
     print(f"kernel: python {sys.version.split()[0]}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
-          f"GPUs {gpus or 'none'}, timm {timm.__version__} ({Path(timm.__file__).parent}), nnAudio {version('nnAudio')}, "
-          f"hms_infer {hms_infer.__version__} ({Path(hms_infer.__file__).parent})")
+          f"GPUs {gpus or 'none'}, timm {timm.__version__} ({Path(timm.__file__).parent}), "
+          f"nnAudio {version('nnAudio')}, hms_infer {hms_infer.__version__} ({Path(hms_infer.__file__).parent})")
     try:
         hms_infer.predict(competition, out=working / "submission.csv", manifest=bundle / MANIFEST, device=device,
                           time_budget=max(budget - (time.monotonic() - START), 1e-3))  # what this script used

@@ -23,7 +23,7 @@ import hms_infer
 from hms_infer.bundle import FORBIDDEN, bundle_weights, bundled_path, check_wheels, read_pins
 from hms_infer.checkpoint import load_weights, read_state_dict, sha256
 from hms_infer.cli import main
-from hms_infer.constants import SUBMISSION_HEADER
+from hms_infer.constants import KAGGLE_TIME_BUDGET_S, SUBMISSION_HEADER
 from hms_infer.convert import convert_checkpoint, convert_checkpoints
 from hms_infer.ensemble import Ensemble
 from hms_infer.errors import HMSInputError
@@ -402,6 +402,7 @@ def test_pick_device_leaves_out_a_gpu_that_fails_the_probe():
 @pytest.mark.parametrize("value, seconds", [(None, 8 * 3600.0), ("", 8 * 3600.0), ("60", 60.0)])
 def test_kernel_time_budget(value, seconds):
     assert _kernel_module().time_budget(value) == seconds
+    assert _kernel_module().TIME_BUDGET_S == KAGGLE_TIME_BUDGET_S  # kernel.py is stdlib-only: a mirror
     with pytest.raises(SystemExit, match="HMS_TIME_BUDGET_S must be a positive number of seconds, got '8h'"):
         _kernel_module().time_budget("8h")
 
