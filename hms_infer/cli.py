@@ -48,6 +48,9 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict", action="store_true",
                    help="the first row without usable input is an error (default: degraded / fallback rows, "
                         "listed and written to <out>.issues.json)")
+    p.add_argument("--time-budget", default=None, metavar="SECONDS",
+                   help="never run longer: past the projection, the remaining rows run with fewer TTA views (lrfb, "
+                        "fb, lr), then fewer members (from the manifest's end); said in the log and <out>.issues.json")
 
 
 def _add_batch_args(p: argparse.ArgumentParser) -> None:
@@ -66,7 +69,8 @@ def _add_shard_arg(p: argparse.ArgumentParser) -> None:
 def _predict(args: argparse.Namespace) -> int:
     from .ensemble import predict
     predict(args.test_dir, args.out, _manifest_path(args), args.weights_dir, args.device, args.precision,
-            args.tta, args.batch_size, args.num_workers, shard=args.shard, compile=args.compile, strict=args.strict)
+            args.tta, args.batch_size, args.num_workers, shard=args.shard, compile=args.compile, strict=args.strict,
+            time_budget=args.time_budget)
     return 0
 
 

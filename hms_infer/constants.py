@@ -80,3 +80,9 @@ SPECT_CHANNELS = len(SPECT_REGIONS) + 6  # 4 regions + 6 pairwise differences
 LABEL_WINDOW_S = 10
 REPORT_FIGSIZE = (16.0, 11.0)
 REPORT_DPI = 100
+# Time budget (budget.py): the order in which TTA views are dropped when a run would not finish in time, the
+# budget kernel.py gives a Kaggle run (HMS_TIME_BUDGET_S; Kaggle stops a notebook at 9 h), and how many steady
+# batches (after a level's first, which carries warm-up / compile time) a projection needs.
+TTA_DROP_ORDER: tuple[str, ...] = ("lrfb", "fb", "lr")
+KAGGLE_TIME_BUDGET_S = 8 * 3600.0
+BUDGET_STEADY_BATCHES = 2

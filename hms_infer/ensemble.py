@@ -8,6 +8,7 @@ precision, placement and batch sizing live in `runtime`.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import time
@@ -20,6 +21,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .budget import Budget, parse_budget
 from .checkpoint import load_weights, read_state_dict, sha256
 from .constants import HEADS, VIEWS
 from .data import Competition
@@ -97,6 +99,7 @@ class Ensemble:
         self.blend_mode = blend
         self.precision = precision
         self.fast = fast
+        self.compile = compile
         self.plan = view_plan(tuple(self.tta))
         devices = self.devices
         configure_backends(devices, precision)
@@ -139,6 +142,16 @@ class Ensemble:
             members.append(LoadedMember(m.name, model.to(dev).eval(), m.weight, dev, m.temperature))
         views = manifest.tta if tta is None else parse_tta(tta, "--tta")
         return cls(members, views, manifest.blend, precision, fast, compile, manifest.fallback)
+
+    def subset(self, views: Sequence[str], members: Sequence[int]) -> "Ensemble":
+        """The same loaded (and prepared) models, only `members` (indices) with `views`: the time budget's smaller
+        levels (`budget`); `blend` re-normalises the weights over the members kept."""
+        sub = copy.copy(self)
+        sub.members = [self.members[i] for i in members]
+        sub.tta = list(views)
+        sub.plan = view_plan(tuple(views))
+        sub._forwards = [sub._member_forward(m, self.compile) for m in sub.members]
+        return sub
 
     @property
     def devices(self) -> list[torch.device]:
@@ -238,11 +251,13 @@ class Ensemble:
 
     def batch_logits(self, comp: Competition, rows: Sequence[int] | None = None, batch_size: int | str = "auto",
                      num_workers: int | str = "auto", progress: bool = True, stats: RunStats | None = None,
-                     strict: bool = False, heads: bool = False
+                     strict: bool = False, heads: bool = False, budget: Budget | None = None
                      ) -> Iterator[tuple[list[int], torch.Tensor, list[tuple[Problem, ...]]]]:
         """Per batch of the table rows `rows` (default: all, in order): (row indices, (M, n, V, 6) logits, each
         row's problems). An unusable input is an all-NaN window and a problem (`fallback`), or with `strict` an
-        error. `heads`: (M, n, V, 4, 6) logits of every head (`member_logits`).
+        error. `heads`: (M, n, V, 4, 6) logits of every head (`member_logits`). With a `budget`, a batch's logits
+        come from `budget.ensemble` (its level's members and views; it moves to a smaller level when the batch has
+        been consumed).
 
         On GPUs the last, smaller batch is padded to the batch size: every batch has one shape, so cuDNN's
         benchmark mode picks its kernels once.
@@ -266,31 +281,35 @@ class Ensemble:
                 if cuda and n < size:
                     pad = [n - 1] * (size - n)
                     electrodes, spect = torch.cat([electrodes, electrodes[pad]]), torch.cat([spect, spect[pad]])
-                logits = (self.member_logits(electrodes, spect, stats, heads=True) if heads
-                          else self.member_logits(electrodes, spect, stats))[:, :n]
+                active = self if budget is None else budget.ensemble
+                logits = (active.member_logits(electrodes, spect, stats, heads=True) if heads
+                          else active.member_logits(electrodes, spect, stats))[:, :n]
                 stats.rows += n
                 stats.batches += 1
                 if stats.batches == 1:
                     stats.first_batch_s = time.perf_counter() - start
                 bar.update(n)
                 yield index.tolist(), logits, problems
+                if budget is not None:
+                    budget.batch_done(n, int(index[0]))
         finally:
             bar.close()  # before any message
         stats.wall_s += time.perf_counter() - start
 
     def predict_rows(self, comp: Competition, rows: Sequence[int] | None = None, batch_size: int | str = "auto",
                      num_workers: int | str = "auto", progress: bool = True, stats: RunStats | None = None,
-                     strict: bool = False) -> tuple[np.ndarray, dict[int, list[Problem]]]:
+                     strict: bool = False, budget: Budget | None = None
+                     ) -> tuple[np.ndarray, dict[int, list[Problem]]]:
         """(len(rows), 6) probabilities in `CLASSES` order of the table rows `rows` (default: all), in order, and
         the problems of each table row that has some (`fallback`); a row whose probabilities are not finite gets
-        NaN and a `model` problem (with `strict`: an error)."""
+        NaN and a `model` problem (with `strict`: an error). `budget`: see `batch_logits`."""
         rows = list(range(len(comp))) if rows is None else list(rows)
         where = {r: k for k, r in enumerate(rows)}
         probs = np.zeros((len(rows), 6))
         found: dict[int, list[Problem]] = {}
         for index, logits, problems in self.batch_logits(comp, rows, batch_size, num_workers, progress, stats,
-                                                         strict):
-            p = self.blend(logits)
+                                                         strict=strict, budget=budget):
+            p = (self if budget is None else budget.ensemble).blend(logits)
             for i, row_problems, row_probs in zip(index, problems, p):
                 if not np.isfinite(row_probs).all():
                     what = f"{comp.table_name} row {i} (eeg_id {comp.rows[i].eeg_id})"
@@ -316,8 +335,8 @@ class Ensemble:
 def predict(test_dir: str | Path, out: str | Path | None = None, manifest: str | Path = "weights_manifest.yaml",
             weights_dir: str | Path | None = None, device: str = "auto", precision: str = "auto",
             tta: Sequence[str] | str | None = None, batch_size: int | str = "auto", num_workers: int | str = "auto",
-            progress: bool = True, shard: str | None = None, compile: bool = False, strict: bool = False
-            ) -> pd.DataFrame:
+            progress: bool = True, shard: str | None = None, compile: bool = False, strict: bool = False,
+            time_budget: float | str | None = None) -> pd.DataFrame:
     """Run the ensemble of `manifest` on a test folder; write the submission atomically to `out` if given.
 
     Every fault that does not depend on a row (table, options, output path, manifest, checkpoints) is an error
@@ -326,9 +345,12 @@ def predict(test_dir: str | Path, out: str | Path | None = None, manifest: str |
     `shard` (`i/n`, or torchrun's RANK / WORLD_SIZE) predicts every n-th batch from the i-th and writes it as a
     part beside `out`; the process that completes the set of parts (rank 0 under torchrun) writes `out`, the same
     bytes as one process would. A shard that does not merge returns its own rows only.
+    `time_budget` (seconds, counted from this call; per process): past its projection, the remaining rows run with
+    fewer views, then fewer members (`budget`); what was dropped is logged and written to `<out>.issues.json`.
     """
     from .sharding import Shard, fingerprint
     t0 = time.perf_counter()
+    budget_s = parse_budget(time_budget)
     comp = Competition(test_dir, "test")
     part = Shard.resolve(shard)
     if part.count > 1 and out is None:
@@ -340,7 +362,8 @@ def predict(test_dir: str | Path, out: str | Path | None = None, manifest: str |
     size = ens.batch_size(batch_size)
     rows = part.rows(len(comp), size)
     t1 = time.perf_counter()
-    probs, problems = ens.predict_rows(comp, rows, size, workers, progress, strict=strict)
+    budget = None if budget_s is None else Budget(ens, budget_s, len(rows), spent_s=t1 - t0)
+    probs, problems = ens.predict_rows(comp, rows, size, workers, progress, strict=strict, budget=budget)
     merged = (probs, problems)
     if part.count > 1:
         key = fingerprint(comp.table, Path(manifest).read_text(), ens.tta, ens.blend_mode, ens.precision, size,
@@ -351,6 +374,8 @@ def predict(test_dir: str | Path, out: str | Path | None = None, manifest: str |
     how = (f"{len(ens.members)} members x {len(ens.tta)} views on {devices} {ens.precision}, batch {size}, "
            f"WaveNet {ens.wave_backend}")
     ids = [r.eeg_id for r in comp.rows]
+    if budget is not None:
+        print(budget.summary())
     if merged is None:
         print(f"hms_infer: shard {part}: {len(rows)} rows in {dt:.1f} s ({len(rows) / dt:.2f} rows/s), {how}; "
               f"part written to {out}.parts")
@@ -362,7 +387,7 @@ def predict(test_dir: str | Path, out: str | Path | None = None, manifest: str |
     if out is not None:
         write_submission(frame, out)
         report = Path(out).with_suffix(".issues.json")
-        write_report(report, issues, len(comp))
+        write_report(report, issues, len(comp), None if budget is None else budget.tracker.report())
     n = status_counts(issues)
     print(f"hms_infer: {len(frame)} rows ({n['degraded']} degraded, {n['fallback']} fallback) in {dt:.1f} s "
           f"({len(frame) / dt:.2f} rows/s; models loaded in {t1 - t0:.1f} s), {how}"
