@@ -5,11 +5,22 @@
     weights_manifest.yaml   the manifest, its checkpoints under weights/ (relative to the bundle root)
     weights/                the checkpoints (when a weights folder is given), verified against their sha256
     dataset-metadata.json   template for `kaggle datasets create` (an existing one is kept)
+    build_info.json         the bundle's identity, printed by kernel.py: hms_infer version, git commit, build
+                            time (UTC), the manifest's sha256
+
+and, with --notebook-out, the folder for `kaggle kernels push`:
+
+    kernel-metadata.json    notebook, GPU on, internet off, the competition and the bundle as sources (an existing
+                            one is kept)
+    hms-infer-submit.ipynb  one code cell (kaggle/notebook_cell.py): finds kernel.py under /kaggle/input in any mount
+                            layout, runs it, checks that /kaggle/working/submission.csv exists
 
     python -m hms_infer.bundle --out DIR --wheels STAGED_WHEELS --requirements REQ --kernel kernel.py \
-        [--weights-dir DIR] [--manifest PATH] [--default-manifest PATH]
+        [--weights-dir DIR] [--manifest PATH] [--default-manifest PATH] [--commit SHA] \
+        [--notebook-out DIR --notebook-cell kaggle/notebook_cell.py]
 
-Building is idempotent: files the bundle does not consist of are removed, checkpoints already in place are kept.
+Building is idempotent: files the bundle does not consist of are removed, checkpoints already in place are kept;
+only build_info.json's build time changes.
 """
 from __future__ import annotations
 
@@ -19,6 +30,7 @@ import re
 import shutil
 import sys
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
@@ -31,8 +43,20 @@ MANIFEST_NAME = "weights_manifest.yaml"
 METADATA_NAME = "dataset-metadata.json"
 # The Kaggle image ships these (built for its CUDA and Python); a wheel of them would replace them and break it.
 FORBIDDEN = frozenset({"torch", "torchvision", "torchaudio", "numpy", "scipy", "pandas", "pyarrow"})
-METADATA_TEMPLATE = {"title": "hms-infer offline bundle", "id": "<your-kaggle-username>/hms-infer-bundle",
-                     "licenses": [{"name": "CC0-1.0"}]}
+BUILD_INFO_NAME = "build_info.json"
+KERNEL_METADATA_NAME = "kernel-metadata.json"
+NOTEBOOK_NAME = "hms-infer-submit.ipynb"
+COMPETITION = "hms-harmful-brain-activity-classification"
+PLACEHOLDER_USER = "<your-kaggle-username>"
+# Kaggle takes one license per dataset, from its own list, which has Apache 2.0 but not MIT: `other` is the one
+# whose terms the description states.
+LICENSES = {"hms_infer": "MIT", "timm": "Apache-2.0", "nnAudio": "MIT"}
+METADATA_TEMPLATE = {
+    "title": "hms-infer offline bundle", "id": f"{PLACEHOLDER_USER}/hms-infer-bundle",
+    "licenses": [{"name": "other"}],
+    "description": "Offline install of hms_infer for the HMS competition notebook. Licenses of what it holds: "
+                   + ", ".join(f"{k} {v}" for k, v in LICENSES.items()) + " (the wheels under wheels/, each with its "
+                   "license file); the checkpoints under weights/ are under the terms of their authors."}
 BUNDLED_HEADER = """\
 # hms_infer weights manifest, bundled by build_wheels.sh: members[].checkpoint is relative to this file's folder
 # (the bundle root) and sha256 was verified when the bundle was built.
@@ -141,10 +165,11 @@ def choose_manifest(manifest: Path | None, weights_dir: Path | None, default: Pa
 
 
 def build_bundle(out: Path, wheels: Path, requirements: Path, kernel: Path, manifest_path: Path,
-                 weights_dir: Path | None = None) -> Manifest:
+                 weights_dir: Path | None = None, commit: str = "unknown") -> Manifest:
     """Assemble the bundle in `out` from the staged wheels folder, kernel.py and the manifest (module docstring)."""
     staged = sorted(wheels.glob("*.whl"))
-    check_wheels(staged, {normalize("hms_infer"): _hms_infer_version(staged), **read_pins(requirements)})
+    version = _hms_infer_version(staged)
+    check_wheels(staged, {normalize("hms_infer"): version, **read_pins(requirements)})
     manifest = bundle_weights(load_manifest(manifest_path), weights_dir, out)
     for wheel in staged:
         _copy_verified(wheel, out / "wheels" / wheel.name, sha256(wheel))
@@ -152,10 +177,49 @@ def build_bundle(out: Path, wheels: Path, requirements: Path, kernel: Path, mani
     save_manifest(manifest, out / MANIFEST_NAME, BUNDLED_HEADER)
     if not (out / METADATA_NAME).is_file():
         write_text_atomic(out / METADATA_NAME, json.dumps(METADATA_TEMPLATE, indent=2) + "\n")
+    write_build_info(out, version, commit)
     checkpoints = {m.checkpoint for m in manifest.members} if weights_dir is not None else set()
-    _remove_unlisted(out, {"kernel.py", MANIFEST_NAME, METADATA_NAME, *checkpoints,
+    _remove_unlisted(out, {"kernel.py", MANIFEST_NAME, METADATA_NAME, BUILD_INFO_NAME, *checkpoints,
                            *(f"wheels/{w.name}" for w in staged)})
     return manifest
+
+
+def write_build_info(out: Path, version: str, commit: str, built: datetime | None = None) -> dict:
+    """The bundle's identity: hms_infer `version`, the git `commit` it was built from, the build time (UTC) and
+    the bundled manifest's sha256."""
+    built = built or datetime.now(timezone.utc)
+    info = {"hms_infer": version, "commit": commit, "built_utc": built.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "manifest_sha256": sha256(out / MANIFEST_NAME)}
+    write_text_atomic(out / BUILD_INFO_NAME, json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def notebook(cell: str) -> dict:
+    """A valid nbformat 4.5 notebook with one code cell holding `cell`."""
+    return {"cells": [{"cell_type": "code", "execution_count": None, "id": "hms-infer-submit", "metadata": {},
+                       "outputs": [], "source": cell.splitlines(keepends=True)}],
+            "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                         "language_info": {"name": "python"}},
+            "nbformat": 4, "nbformat_minor": 5}
+
+
+def kernel_metadata(dataset_id: str) -> dict:
+    """`kaggle kernels push` metadata: the notebook, GPU on, internet off, the competition and the bundle
+    `dataset_id` (`owner/slug`) as sources; its id is the bundle owner's `hms-infer-submit`."""
+    owner = dataset_id.split("/")[0]
+    return {"id": f"{owner}/hms-infer-submit", "title": "HMS Infer Submit", "code_file": NOTEBOOK_NAME,
+            "language": "python", "kernel_type": "notebook", "is_private": True, "enable_gpu": True,
+            "enable_internet": False, "dataset_sources": [dataset_id], "competition_sources": [COMPETITION],
+            "kernel_sources": [], "model_sources": []}
+
+
+def build_notebook(folder: Path, cell: Path, dataset_id: str) -> None:
+    """The notebook folder: `NOTEBOOK_NAME` from the `cell` script, `kernel-metadata.json` (an existing one is
+    kept); nothing else."""
+    write_text_atomic(folder / NOTEBOOK_NAME, json.dumps(notebook(cell.read_text()), indent=1) + "\n")
+    if not (folder / KERNEL_METADATA_NAME).is_file():
+        write_text_atomic(folder / KERNEL_METADATA_NAME, json.dumps(kernel_metadata(dataset_id), indent=2) + "\n")
+    _remove_unlisted(folder, {NOTEBOOK_NAME, KERNEL_METADATA_NAME})
 
 
 def _hms_infer_version(wheels: Sequence[Path]) -> str:
@@ -180,10 +244,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--manifest", type=Path, default=None,
                    help="the manifest (default: WEIGHTS_DIR's if it has one, else --default-manifest)")
     p.add_argument("--default-manifest", type=Path, default=Path(MANIFEST_NAME), help="the repo's manifest")
+    p.add_argument("--commit", default="unknown", help="the git commit the bundle is built from")
+    p.add_argument("--notebook-out", type=Path, default=None, help="the notebook folder to write")
+    p.add_argument("--notebook-cell", type=Path, default=None, help="the notebook's one cell (a python script)")
     args = p.parse_args(argv)
     manifest_path = choose_manifest(args.manifest, args.weights_dir, args.default_manifest)
     try:
-        manifest = build_bundle(args.out, args.wheels, args.requirements, args.kernel, manifest_path, args.weights_dir)
+        manifest = build_bundle(args.out, args.wheels, args.requirements, args.kernel, manifest_path, args.weights_dir,
+                                args.commit)
+        if args.notebook_out is not None:
+            dataset_id = json.loads((args.out / METADATA_NAME).read_text()).get("id", METADATA_TEMPLATE["id"])
+            build_notebook(args.notebook_out, args.notebook_cell, dataset_id)
     except HMSInputError as e:
         print(f"build_wheels: error: {e}", file=sys.stderr)
         return 2
@@ -196,6 +267,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(f"  weights/: {len({m.checkpoint for m in manifest.members})} checkpoints "
               f"({_size(args.out / 'weights')})")
+    print(f"  {BUILD_INFO_NAME}: {json.dumps(json.loads((args.out / BUILD_INFO_NAME).read_text()))}")
+    if args.notebook_out is not None:
+        print(f"  notebook: {args.notebook_out} ({NOTEBOOK_NAME}, {KERNEL_METADATA_NAME}; kaggle kernels push -p "
+              f"{args.notebook_out})")
     print(f"build_wheels: {args.out} ({_size(args.out)})")
     return 0
 

@@ -1,7 +1,7 @@
 """Command line: a thin layer over the package API.
 
     python -m hms_infer --test-dir DIR --out submission.csv [options]     # the main command: predict
-    python -m hms_infer inputs|manifest|demo|score|parity|convert|bench|pseudo-labels ...   # see --help of each
+    python -m hms_infer inputs|manifest|demo|score|parity|fit-weights|convert|bench|report|pseudo-labels ...
 """
 from __future__ import annotations
 
@@ -48,6 +48,9 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict", action="store_true",
                    help="the first row without usable input is an error (default: degraded / fallback rows, "
                         "listed and written to <out>.issues.json)")
+    p.add_argument("--time-budget", default=None, metavar="SECONDS",
+                   help="never run longer: past the projection, the remaining rows run with fewer TTA views (lrfb, "
+                        "fb, lr), then fewer members (from the manifest's end); said in the log and <out>.issues.json")
 
 
 def _add_batch_args(p: argparse.ArgumentParser) -> None:
@@ -66,7 +69,8 @@ def _add_shard_arg(p: argparse.ArgumentParser) -> None:
 def _predict(args: argparse.Namespace) -> int:
     from .ensemble import predict
     predict(args.test_dir, args.out, _manifest_path(args), args.weights_dir, args.device, args.precision,
-            args.tta, args.batch_size, args.num_workers, shard=args.shard, compile=args.compile, strict=args.strict)
+            args.tta, args.batch_size, args.num_workers, shard=args.shard, compile=args.compile, strict=args.strict,
+            time_budget=args.time_budget)
     return 0
 
 
@@ -168,6 +172,38 @@ def _parity(args: argparse.Namespace) -> int:
     return 0 if report["passed"] else 1
 
 
+def _fit_weights_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--table", type=Path, required=True, help="training table with label_id, fold and the votes")
+    p.add_argument("--preds", dest="groups", action="append", default=[], metavar="NAME=DIR",
+                   type=lambda s: ("preds", *_group(s, "--preds")),
+                   help="a member group's OOF logits in the training layout DIR/<label_id>/pred_<seed>.npy")
+    p.add_argument("--oof", dest="groups", action="append", metavar="NAME=CSV",
+                   type=lambda s: ("oof", *_group(s, "--oof")),
+                   help="a member group's OOF logits as a CSV with label_id and logit_<class> columns")
+    p.add_argument("--seed", type=int, default=None, help="the seed in pred_<seed>.npy (with --preds)")
+    p.add_argument("--manifest", type=Path, required=True,
+                   help="the manifest; a group NAME is its members named NAME or NAME/...")
+    p.add_argument("-o", "--out", type=Path, required=True, help="the fitted manifest to write (atomically)")
+    p.add_argument("--blend", choices=["prob", "logit"], default=None, help="blend space (default: the manifest's)")
+    p.add_argument("--temperature", action="store_true", help="also fit one temperature per group")
+    p.add_argument("--report", type=Path, default=None, help="JSON report to write (atomically)")
+
+
+def _group(spec: str, option: str) -> tuple[str, str]:
+    from .fitweights import parse_group
+    try:
+        return parse_group(spec, option)
+    except HMSInputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _fit_weights(args: argparse.Namespace) -> int:
+    from .fitweights import fit_weights, read_groups
+    fit_weights(args.table, read_groups(args.groups, args.seed), args.manifest, args.out, args.blend,
+                args.temperature, args.report)
+    return 0
+
+
 def _convert_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoints", nargs="+", type=Path, help=".pt checkpoints")
     p.add_argument("--half", action="store_true",
@@ -208,6 +244,34 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--test-dir", type=Path, required=True,
+                   help="competition folder with <split>.csv, <split>_eegs/, <split>_spectrograms/")
+    p.add_argument("--split", choices=["test", "train"], default="test",
+                   help="train: the training table (offsets, votes: the page shows them and each row's KL)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--rows", default=None, help="table rows to report, 0-based, comma-separated: 0,5,9")
+    which.add_argument("--eeg-id", type=int, nargs="+", default=None, help="every row of these eeg_ids")
+    which.add_argument("--all", action="store_true", help="every row (the default)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the PNGs, the pages and index.html")
+    _add_runtime_args(p)
+    p.add_argument("--tta", default=None, help=f"comma list of views from {','.join(VIEWS)} (overrides the manifest)")
+    _add_batch_args(p)
+
+
+def _report(args: argparse.Namespace) -> int:
+    try:
+        from .report import make_report, parse_rows
+    except ModuleNotFoundError as e:
+        if e.name != "matplotlib":
+            raise
+        raise HMSInputError("the report needs matplotlib: pip install 'hms_infer[plot]'") from None
+    rows = None if args.rows is None else parse_rows(args.rows)
+    make_report(args.test_dir, args.out, _manifest_path(args), args.weights_dir, args.split, rows, args.eeg_id,
+                args.device, args.precision, args.tta, args.batch_size, args.num_workers)
+    return 0
+
+
 def _pseudo_labels_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, required=True, help="folder with train_eegs/, train_spectrograms/")
     p.add_argument("--table", type=Path, required=True,
@@ -243,8 +307,12 @@ COMMANDS: dict[str, Command] = {
     "demo": ("random-weight end-to-end run on synthetic data", _demo_args, _demo),
     "score": ("Kaggle's KL-divergence score of a submission against vote counts", _score_args, _score),
     "parity": ("recompute saved out-of-fold logits per fold and compare", _parity_args, _parity),
+    "fit-weights": ("fit group blend weights (and temperatures) on saved OOF logits, cross-validated",
+                    _fit_weights_args, _fit_weights),
     "convert": ("checkpoints to .safetensors (no pickle), optionally fp16", _convert_args, _convert),
     "bench": ("time the end-to-end path on synthetic rows, stage by stage", _bench_args, _bench),
+    "report": ("a PNG and an HTML page per row (signals, images, every member, view and head) and an index",
+               _report_args, _report),
     "pseudo-labels": ("out-of-fold noisy-student labels for the training code (oof_noisy_student.pkl)",
                       _pseudo_labels_args, _pseudo_labels),
 }

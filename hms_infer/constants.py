@@ -12,6 +12,8 @@ VOTE_COLUMNS: tuple[str, ...] = tuple(f"{c}_vote" for c in SUBMISSION_CLASSES)
 SUBMISSION_HEADER: tuple[str, ...] = ("eeg_id", *VOTE_COLUMNS)
 # column j of the submission holds model class SUBMISSION_ORDER[j]
 SUBMISSION_ORDER: tuple[int, ...] = tuple(CLASSES.index(c) for c in SUBMISSION_CLASSES)
+# The model's four heads (SPEC §3): `all` is the prediction, the others see one modality each.
+HEADS: tuple[str, ...] = ("all", "spect", "eeg_stft", "eeg_wavenet")
 
 # §2.1 EEG
 EEG_FS = 200  # Hz
@@ -73,3 +75,15 @@ SPECT_SPAN_S = 598  # last frame time - first frame time in a window
 SPECT_CLIP_LOG = (-7.0, 10.0)  # clip to [e^-7, e^10] before the log
 SPECT_NORM_CLIP = 16.0
 SPECT_CHANNELS = len(SPECT_REGIONS) + 6  # 4 regions + 6 pairwise differences
+
+# The visual report (`hms_infer.report`): the labelled window is the central 10 s of the 50-s EEG window and of
+# the 10-minute spectrogram window; one figure per row, REPORT_FIGSIZE inches at REPORT_DPI.
+LABEL_WINDOW_S = 10
+REPORT_FIGSIZE = (16.0, 11.0)
+REPORT_DPI = 100
+# Time budget (budget.py): the order in which TTA views are dropped when a run would not finish in time, the
+# budget kernel.py gives a Kaggle run (HMS_TIME_BUDGET_S; Kaggle stops a notebook at 9 h), and how many steady
+# batches (after a level's first, which carries warm-up / compile time) a projection needs.
+TTA_DROP_ORDER: tuple[str, ...] = ("lrfb", "fb", "lr")
+KAGGLE_TIME_BUDGET_S = 8 * 3600.0
+BUDGET_STEADY_BATCHES = 2

@@ -1,11 +1,13 @@
 """`python -m hms_infer demo`: the whole pipeline on synthetic data with random weights.
 
 It writes a synthetic competition folder, random-initialised cfg_1 and cfg_5 checkpoints saved the way the
-training code saves them, their manifest (via the `manifest` command), and runs the main command.
+training code saves them, their manifest (via the `manifest` command), runs the main command, then the `report`
+command on the same rows (`report/index.html`; skipped, with a line saying so, where matplotlib is missing).
 The probabilities are meaningless: the weights are random.
 """
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import torch
@@ -41,4 +43,13 @@ def run_demo(root: str | Path = "demo_out", device: str = "auto", rows: int = 4)
     if code:
         raise SystemExit(code)
     print(f"hms_infer demo: wrote {out} (random weights: meaningless probabilities)")
+    if importlib.util.find_spec("matplotlib") is None:
+        print("hms_infer demo: no report (it needs matplotlib: pip install 'hms_infer[plot]')")
+        return out
+    report = root / "report"
+    code = main(["report", "--test-dir", str(data), "--out", str(report), "--manifest", str(manifest),
+                 "--device", device, *tta])
+    if code:
+        raise SystemExit(code)
+    print(f"hms_infer demo: open {report / 'index.html'} to see what the models saw")
     return out

@@ -8,6 +8,7 @@ precision, placement and batch sizing live in `runtime`.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import time
@@ -20,8 +21,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .budget import Budget, parse_budget
 from .checkpoint import load_weights, read_state_dict, sha256
-from .constants import VIEWS
+from .constants import HEADS, VIEWS
 from .data import Competition
 from .errors import HMSInputError
 from .fallback import Problem, announce, apply_policy, finish_run, status_counts, write_report
@@ -50,15 +52,19 @@ def bipolar_views(electrodes: torch.Tensor, views: Sequence[str]) -> torch.Tenso
     return electrodes[:, index[:, 0]] - electrodes[:, index[:, 1]]
 
 
-def blend(logits: torch.Tensor, weights: Sequence[float], how: str = "prob") -> torch.Tensor:
+def blend(logits: torch.Tensor, weights: Sequence[float] | torch.Tensor, how: str = "prob",
+          temperatures: Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
     """(M, B, V, 6) member x view logits -> (B, 6) probabilities.
 
     prob:  sum_m w_m * mean_v softmax(logits)        logit: softmax(sum_m w_m * mean_v logits)
-    Weights are normalised to sum to 1.
+    Weights are normalised to sum to 1. `temperatures` (M,): each member's logits are divided by its own first
+    (None: unchanged). Differentiable in float64 tensor weights and temperatures (`fit` minimises through it).
     """
     w = torch.as_tensor(weights, dtype=torch.float64)
     w = (w / w.sum()).view(-1, 1, 1)
     logits = logits.double()
+    if temperatures is not None:
+        logits = logits / torch.as_tensor(temperatures, dtype=torch.float64).view(-1, 1, 1, 1)
     if how == "prob":
         return (w * logits.softmax(-1).mean(2)).sum(0)
     if how == "logit":
@@ -72,6 +78,7 @@ class LoadedMember:
     model: HMSModel
     weight: float
     device: torch.device
+    temperature: float = 1.0  # logits are divided by it before the blend
 
     @property
     def arch(self) -> ArchConfig:
@@ -92,6 +99,7 @@ class Ensemble:
         self.blend_mode = blend
         self.precision = precision
         self.fast = fast
+        self.compile = compile
         self.plan = view_plan(tuple(self.tta))
         devices = self.devices
         configure_backends(devices, precision)
@@ -131,24 +139,38 @@ class Ensemble:
                 raise HMSInputError(f"member {m.name}: cannot build its arch {m.arch!r}: {e}") from None
             model = load_weights(model, read_state_dict(path), str(path),
                                  m.arch if isinstance(m.arch, str) else f"{m.name} (custom arch)")
-            members.append(LoadedMember(m.name, model.to(dev).eval(), m.weight, dev))
+            members.append(LoadedMember(m.name, model.to(dev).eval(), m.weight, dev, m.temperature))
         views = manifest.tta if tta is None else parse_tta(tta, "--tta")
         return cls(members, views, manifest.blend, precision, fast, compile, manifest.fallback)
+
+    def subset(self, views: Sequence[str], members: Sequence[int]) -> "Ensemble":
+        """The same loaded (and prepared) models, only `members` (indices) with `views`: the time budget's smaller
+        levels (`budget`); `blend` re-normalises the weights over the members kept."""
+        sub = copy.copy(self)
+        sub.members = [self.members[i] for i in members]
+        sub.tta = list(views)
+        sub.plan = view_plan(tuple(views))
+        sub._forwards = [sub._member_forward(m, self.compile) for m in sub.members]
+        return sub
 
     @property
     def devices(self) -> list[torch.device]:
         return list(dict.fromkeys(m.device for m in self.members))
 
-    def _member_forward(self, m: LoadedMember, compile: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        """(eeg, spect) -> (B, V, 6) `head_all` logits; eeg is the `none` montage (B, 24, T) on the fast path,
-        every view's (B, V, 24, T) on the reference path."""
+    def _member_forward(self, m: LoadedMember, compile: bool, heads: bool = False
+                        ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """(eeg, spect) -> (B, V, 6) `head_all` logits (`heads`: (B, V, 4, 6), every head in `HEADS` order); eeg is
+        the `none` montage (B, 24, T) on the fast path, every view's (B, V, 24, T) on the reference path."""
         if not self.fast:
             def each_view(eeg_views: torch.Tensor, spect: torch.Tensor) -> torch.Tensor:
-                return torch.stack([m.model(eeg_views[:, v], spect)["all"] for v in range(eeg_views.shape[1])], 1)
+                outs = [m.model(eeg_views[:, v], spect) for v in range(eeg_views.shape[1])]
+                if heads:
+                    return torch.stack([torch.stack([o[k] for k in HEADS], 1) for o in outs], 1)
+                return torch.stack([o["all"] for o in outs], 1)
             return each_view
         chunk = None if m.device.type == "cuda" else 1  # see forward_views
         self.plan.tensors(m.device)  # made now: a compiled forward must not see the plan's cache change
-        forward = functools.partial(forward_views, m.model, plan=self.plan, chunk=chunk)
+        forward = functools.partial(forward_views, m.model, plan=self.plan, chunk=chunk, heads=heads)
         return torch.compile(forward, dynamic=False) if compile else forward
 
     def _montage(self, electrodes: torch.Tensor) -> torch.Tensor:
@@ -171,15 +193,17 @@ class Ensemble:
         return n
 
     @torch.inference_mode()
-    def member_logits(self, electrodes: torch.Tensor, spect: torch.Tensor, stats: RunStats | None = None
-                      ) -> torch.Tensor:
-        """(B, 19, T) electrodes, (B, 10, 300, 100) spectrogram -> (M, B, V, 6) float32 `head_all` logits on CPU.
+    def member_logits(self, electrodes: torch.Tensor, spect: torch.Tensor, stats: RunStats | None = None,
+                      heads: bool = False) -> torch.Tensor:
+        """(B, 19, T) electrodes, (B, 10, 300, 100) spectrogram -> (M, B, V, 6) float32 `head_all` logits on CPU;
+        `heads`: (M, B, V, 4, 6), every head in `HEADS` order from the same pass (eager, never compiled).
 
         On a CUDA out-of-memory error the batch runs in two halves (and so on, down to one row).
         """
         try:
             done: dict[int, torch.Tensor] = {}
-            for part in self._pool.map({d: self._runner(d, electrodes, spect, stats) for d in self.devices}).values():
+            work = {d: self._runner(d, electrodes, spect, stats, heads) for d in self.devices}
+            for part in self._pool.map(work).values():
                 done.update(part)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
@@ -187,15 +211,15 @@ class Ensemble:
             if n == 1:  # NaN logits: the row falls back (or, with strict, is an error)
                 log.error("CUDA out of memory even for one row on %s (%d members x %d views)",
                           ",".join(map(str, self.devices)), len(self.members), len(self.tta))
-                return torch.full((len(self.members), 1, len(self.tta), 6), float("nan"))
+                return torch.full((len(self.members), 1, len(self.tta), *[len(HEADS)] * heads, 6), float("nan"))
             log.warning("CUDA out of memory at %d rows per batch: running it in halves (lower --batch-size)", n)
             h = (n + 1) // 2
-            return torch.cat([self.member_logits(electrodes[:h], spect[:h], stats),
-                              self.member_logits(electrodes[h:], spect[h:], stats)], dim=1)
+            return torch.cat([self.member_logits(electrodes[:h], spect[:h], stats, heads),
+                              self.member_logits(electrodes[h:], spect[h:], stats, heads)], dim=1)
         return torch.stack([done[i] for i in range(len(self.members))])
 
-    def _runner(self, dev: torch.device, electrodes: torch.Tensor, spect: torch.Tensor, stats: RunStats | None
-                ) -> Callable[[], dict[int, torch.Tensor]]:
+    def _runner(self, dev: torch.device, electrodes: torch.Tensor, spect: torch.Tensor, stats: RunStats | None,
+                heads: bool = False) -> Callable[[], dict[int, torch.Tensor]]:
         """The work of one device for one batch: its members' logits, keyed by member index."""
         def run() -> dict[int, torch.Tensor]:
             with torch.inference_mode(), on_device(dev):
@@ -207,7 +231,8 @@ class Ensemble:
                 outs = []
                 for i in mine:
                     with autocast(dev, self.precision):
-                        outs.append(self._forwards[i](eeg, s).float())
+                        forward = self._member_forward(self.members[i], False, True) if heads else self._forwards[i]
+                        outs.append(forward(eeg, s).float())
                 elapsed = timer.stop()
                 logits = torch.stack(outs).cpu()
             if stats is not None:
@@ -220,15 +245,19 @@ class Ensemble:
         return self.blend(self.member_logits(electrodes, spect))
 
     def blend(self, logits: torch.Tensor) -> np.ndarray:
-        """(M, B, V, 6) logits -> (B, 6) probabilities, with the members' weights and the blend mode."""
-        return blend(logits, [m.weight for m in self.members], self.blend_mode).numpy()
+        """(M, B, V, 6) logits -> (B, 6) probabilities, with the members' weights, temperatures and blend mode."""
+        return blend(logits, [m.weight for m in self.members], self.blend_mode,
+                     [m.temperature for m in self.members]).numpy()
 
     def batch_logits(self, comp: Competition, rows: Sequence[int] | None = None, batch_size: int | str = "auto",
                      num_workers: int | str = "auto", progress: bool = True, stats: RunStats | None = None,
-                     strict: bool = False) -> Iterator[tuple[list[int], torch.Tensor, list[tuple[Problem, ...]]]]:
+                     strict: bool = False, heads: bool = False, budget: Budget | None = None
+                     ) -> Iterator[tuple[list[int], torch.Tensor, list[tuple[Problem, ...]]]]:
         """Per batch of the table rows `rows` (default: all, in order): (row indices, (M, n, V, 6) logits, each
         row's problems). An unusable input is an all-NaN window and a problem (`fallback`), or with `strict` an
-        error.
+        error. `heads`: (M, n, V, 4, 6) logits of every head (`member_logits`). With a `budget`, a batch's logits
+        come from `budget.ensemble` (its level's members and views; it moves to a smaller level when the batch has
+        been consumed).
 
         On GPUs the last, smaller batch is padded to the batch size: every batch has one shape, so cuDNN's
         benchmark mode picks its kernels once.
@@ -252,30 +281,35 @@ class Ensemble:
                 if cuda and n < size:
                     pad = [n - 1] * (size - n)
                     electrodes, spect = torch.cat([electrodes, electrodes[pad]]), torch.cat([spect, spect[pad]])
-                logits = self.member_logits(electrodes, spect, stats)[:, :n]
+                active = self if budget is None else budget.ensemble
+                logits = (active.member_logits(electrodes, spect, stats, heads=True) if heads
+                          else active.member_logits(electrodes, spect, stats))[:, :n]
                 stats.rows += n
                 stats.batches += 1
                 if stats.batches == 1:
                     stats.first_batch_s = time.perf_counter() - start
                 bar.update(n)
                 yield index.tolist(), logits, problems
+                if budget is not None:
+                    budget.batch_done(n, int(index[0]))
         finally:
             bar.close()  # before any message
         stats.wall_s += time.perf_counter() - start
 
     def predict_rows(self, comp: Competition, rows: Sequence[int] | None = None, batch_size: int | str = "auto",
                      num_workers: int | str = "auto", progress: bool = True, stats: RunStats | None = None,
-                     strict: bool = False) -> tuple[np.ndarray, dict[int, list[Problem]]]:
+                     strict: bool = False, budget: Budget | None = None
+                     ) -> tuple[np.ndarray, dict[int, list[Problem]]]:
         """(len(rows), 6) probabilities in `CLASSES` order of the table rows `rows` (default: all), in order, and
         the problems of each table row that has some (`fallback`); a row whose probabilities are not finite gets
-        NaN and a `model` problem (with `strict`: an error)."""
+        NaN and a `model` problem (with `strict`: an error). `budget`: see `batch_logits`."""
         rows = list(range(len(comp))) if rows is None else list(rows)
         where = {r: k for k, r in enumerate(rows)}
         probs = np.zeros((len(rows), 6))
         found: dict[int, list[Problem]] = {}
         for index, logits, problems in self.batch_logits(comp, rows, batch_size, num_workers, progress, stats,
-                                                         strict):
-            p = self.blend(logits)
+                                                         strict=strict, budget=budget):
+            p = (self if budget is None else budget.ensemble).blend(logits)
             for i, row_problems, row_probs in zip(index, problems, p):
                 if not np.isfinite(row_probs).all():
                     what = f"{comp.table_name} row {i} (eeg_id {comp.rows[i].eeg_id})"
@@ -301,8 +335,8 @@ class Ensemble:
 def predict(test_dir: str | Path, out: str | Path | None = None, manifest: str | Path = "weights_manifest.yaml",
             weights_dir: str | Path | None = None, device: str = "auto", precision: str = "auto",
             tta: Sequence[str] | str | None = None, batch_size: int | str = "auto", num_workers: int | str = "auto",
-            progress: bool = True, shard: str | None = None, compile: bool = False, strict: bool = False
-            ) -> pd.DataFrame:
+            progress: bool = True, shard: str | None = None, compile: bool = False, strict: bool = False,
+            time_budget: float | str | None = None) -> pd.DataFrame:
     """Run the ensemble of `manifest` on a test folder; write the submission atomically to `out` if given.
 
     Every fault that does not depend on a row (table, options, output path, manifest, checkpoints) is an error
@@ -311,9 +345,12 @@ def predict(test_dir: str | Path, out: str | Path | None = None, manifest: str |
     `shard` (`i/n`, or torchrun's RANK / WORLD_SIZE) predicts every n-th batch from the i-th and writes it as a
     part beside `out`; the process that completes the set of parts (rank 0 under torchrun) writes `out`, the same
     bytes as one process would. A shard that does not merge returns its own rows only.
+    `time_budget` (seconds, counted from this call; per process): past its projection, the remaining rows run with
+    fewer views, then fewer members (`budget`); what was dropped is logged and written to `<out>.issues.json`.
     """
     from .sharding import Shard, fingerprint
     t0 = time.perf_counter()
+    budget_s = parse_budget(time_budget)
     comp = Competition(test_dir, "test")
     part = Shard.resolve(shard)
     if part.count > 1 and out is None:
@@ -325,7 +362,8 @@ def predict(test_dir: str | Path, out: str | Path | None = None, manifest: str |
     size = ens.batch_size(batch_size)
     rows = part.rows(len(comp), size)
     t1 = time.perf_counter()
-    probs, problems = ens.predict_rows(comp, rows, size, workers, progress, strict=strict)
+    budget = None if budget_s is None else Budget(ens, budget_s, len(rows), spent_s=t1 - t0)
+    probs, problems = ens.predict_rows(comp, rows, size, workers, progress, strict=strict, budget=budget)
     merged = (probs, problems)
     if part.count > 1:
         key = fingerprint(comp.table, Path(manifest).read_text(), ens.tta, ens.blend_mode, ens.precision, size,
@@ -336,6 +374,8 @@ def predict(test_dir: str | Path, out: str | Path | None = None, manifest: str |
     how = (f"{len(ens.members)} members x {len(ens.tta)} views on {devices} {ens.precision}, batch {size}, "
            f"WaveNet {ens.wave_backend}")
     ids = [r.eeg_id for r in comp.rows]
+    if budget is not None:
+        print(budget.summary())
     if merged is None:
         print(f"hms_infer: shard {part}: {len(rows)} rows in {dt:.1f} s ({len(rows) / dt:.2f} rows/s), {how}; "
               f"part written to {out}.parts")
@@ -347,7 +387,7 @@ def predict(test_dir: str | Path, out: str | Path | None = None, manifest: str |
     if out is not None:
         write_submission(frame, out)
         report = Path(out).with_suffix(".issues.json")
-        write_report(report, issues, len(comp))
+        write_report(report, issues, len(comp), None if budget is None else budget.tracker.report())
     n = status_counts(issues)
     print(f"hms_infer: {len(frame)} rows ({n['degraded']} degraded, {n['fallback']} fallback) in {dt:.1f} s "
           f"({len(frame) / dt:.2f} rows/s; models loaded in {t1 - t0:.1f} s), {how}"

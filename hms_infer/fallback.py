@@ -86,7 +86,9 @@ def format_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_report(path: str | Path, rows: Sequence[dict], n_rows: int) -> None:
-    """The rows as JSON, with the counts."""
+def write_report(path: str | Path, rows: Sequence[dict], n_rows: int, budget: dict | None = None) -> None:
+    """The rows as JSON, with the counts (and the time budget's section, `budget.BudgetTracker.report`)."""
     report = {"rows": n_rows, **status_counts(rows), "problem_rows": list(rows)}
+    if budget is not None:
+        report["budget"] = budget
     write_text_atomic(path, json.dumps(report, indent=2) + "\n")

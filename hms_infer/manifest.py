@@ -17,6 +17,7 @@ from .models.backbone import backbone_exists
 BLENDS = ("prob", "logit")
 Fallback = str | dict[str, float]  # "mean", or class -> probability
 _MEMBER_FIELDS = ("name", "checkpoint", "sha256", "weight", "fold", "arch")
+_OPTIONAL_FIELDS = ("temperature",)  # written only when not the default
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Member:
     weight: float = 1.0
     sha256: str | None = None
     fold: int | None = None  # the validation fold this checkpoint was trained without
+    temperature: float = 1.0  # the ensemble divides this member's logits by it before the blend
 
     def checkpoint_path(self, weights_dir: str | Path) -> Path:
         return Path(weights_dir) / self.checkpoint
@@ -48,7 +50,8 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         d = {"version": self.version, "tta": list(self.tta), "blend": self.blend,
-             "members": [{k: getattr(m, k) for k in _MEMBER_FIELDS} for m in self.members]}
+             "members": [{**{k: getattr(m, k) for k in _MEMBER_FIELDS},
+                          **({"temperature": m.temperature} if m.temperature != 1.0 else {})} for m in self.members]}
         if self.fallback != "mean":
             d["fallback"] = dict(self.fallback)
         return d
@@ -99,9 +102,10 @@ def manifest_from_dict(d: Any, source: str = "manifest") -> Manifest:
         where = f"{source}: member {i} ({m.get('name', '?') if isinstance(m, dict) else repr(m)})"
         if not isinstance(m, dict):
             raise HMSInputError(f"{where}: expected a mapping")
-        unknown = set(m) - set(_MEMBER_FIELDS)
+        unknown = set(m) - set(_MEMBER_FIELDS) - set(_OPTIONAL_FIELDS)
         if unknown:
-            raise HMSInputError(f"{where}: unknown field(s) {sorted(unknown)}; expected {list(_MEMBER_FIELDS)}")
+            raise HMSInputError(f"{where}: unknown field(s) {sorted(unknown)}; expected "
+                                f"{list(_MEMBER_FIELDS + _OPTIONAL_FIELDS)}")
         for key in ("checkpoint", "arch"):
             if not m.get(key):
                 raise HMSInputError(f"{where}: missing {key!r}")
@@ -115,11 +119,16 @@ def manifest_from_dict(d: Any, source: str = "manifest") -> Manifest:
         weight = m.get("weight", 1.0)
         if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 < weight < math.inf:
             raise HMSInputError(f"{where}: weight must be a positive finite number, got {weight!r}")
+        temperature = m.get("temperature", 1.0)
+        if (not isinstance(temperature, (int, float)) or isinstance(temperature, bool)
+                or not 0 < temperature < math.inf):
+            raise HMSInputError(f"{where}: temperature must be a positive finite number, got {temperature!r}")
         fold = m.get("fold")
         if fold is not None and (not isinstance(fold, int) or isinstance(fold, bool)):
             raise HMSInputError(f"{where}: fold must be an integer or null, got {fold!r}")
         members.append(Member(name=str(m.get("name") or f"member{i}"), checkpoint=str(m["checkpoint"]),
-                              arch=m["arch"], weight=float(weight), sha256=m.get("sha256") or None, fold=fold))
+                              arch=m["arch"], weight=float(weight), sha256=m.get("sha256") or None, fold=fold,
+                              temperature=float(temperature)))
     names = [m.name for m in members]
     if len(set(names)) != len(names):
         raise HMSInputError(f"{source}: member names must be unique, got {names}")

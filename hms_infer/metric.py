@@ -6,9 +6,9 @@ Frames hold `eeg_id` plus the six `VOTE_COLUMNS`, matched by name; rows are matc
 """
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
+import torch
 
 from .constants import VOTE_COLUMNS
 from .errors import HMSInputError
@@ -16,17 +16,21 @@ from .errors import HMSInputError
 EPSILON = 1e-15
 
 
-def kl_divergence(y: np.ndarray, p: np.ndarray, epsilon: float = EPSILON) -> float:
+def kl_divergence(y: np.ndarray, p: np.ndarray | torch.Tensor, epsilon: float = EPSILON) -> float | torch.Tensor:
     """(N, K) target probabilities y, (N, K) predicted probabilities p -> mean over rows of sum(y * log(y / p)).
 
-    p is clipped to [epsilon, 1 - epsilon]; terms with y == 0 count 0. No validation: see `score`.
+    p is clipped to [epsilon, 1 - epsilon]; terms with y == 0 count 0. No validation: see `score`. A torch `p`
+    gives a 0-d float64 tensor differentiable in p: `fit` minimises this very function.
     """
     y = np.asarray(y, dtype=np.float64)
+    if isinstance(p, torch.Tensor):
+        y = torch.from_numpy(y).to(p.device)
+        ratio = torch.where(y > 0, y / p.double().clip(epsilon, 1 - epsilon), 1.0)
+        return (y * ratio.log()).sum(1).mean()
     p = np.clip(np.asarray(p, dtype=np.float64), epsilon, 1 - epsilon)
-    positive = y > 0
-    terms = np.zeros_like(y)
-    terms[positive] = y[positive] * np.log(y[positive] / p[positive])
-    return float(terms.sum(axis=1).mean())
+    ratio = np.divide(y, p, out=np.ones_like(y), where=y > 0)  # terms with y == 0: 0 * log(1) = 0
+    kl = (y * np.log(ratio)).sum(1).mean()
+    return float(kl)
 
 
 def _where(name: str, frame: pd.DataFrame, i: int) -> str:

@@ -156,7 +156,8 @@ def _member_key(m: Member, weights_dir: Path) -> list:
     """What identifies a member's predictions: its sha256 (verified at loading), else its file's size and time."""
     path = m.checkpoint_path(weights_dir)
     stat = path.stat() if m.sha256 is None and path.is_file() else None
-    return [m.name, str(path), m.sha256, m.weight, m.arch, stat and (stat.st_size, stat.st_mtime_ns)]
+    return [m.name, str(path), m.sha256, m.weight, m.temperature, m.arch,
+            stat and (stat.st_size, stat.st_mtime_ns)]
 
 
 class _TensorsAsLists(pickle.Pickler):

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+from datetime import datetime, timezone
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +23,7 @@ import hms_infer
 from hms_infer.bundle import FORBIDDEN, bundle_weights, bundled_path, check_wheels, read_pins
 from hms_infer.checkpoint import load_weights, read_state_dict, sha256
 from hms_infer.cli import main
-from hms_infer.constants import SUBMISSION_HEADER
+from hms_infer.constants import KAGGLE_TIME_BUDGET_S, SUBMISSION_HEADER
 from hms_infer.convert import convert_checkpoint, convert_checkpoints
 from hms_infer.ensemble import Ensemble
 from hms_infer.errors import HMSInputError
@@ -30,18 +32,25 @@ from hms_infer.models import create_model
 
 from .conftest import TINY_ARCH, tiny_manifest
 
+COMPETITION = "hms-harmful-brain-activity-classification"
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "build_wheels.sh"
 PINS = read_pins(ROOT / "kaggle" / "bundle-requirements.txt")
-# What the Kaggle image has and the bundle must not bring; no timm, nnAudio or hms_infer.
-KAGGLE_IMAGE = ("torch==2.14.1", "torchvision==0.29.1", "numpy", "pandas", "scipy", "pyarrow", "pyyaml",
-                "huggingface_hub", "safetensors", "tqdm")
+# The Kaggle image's versions of what hms_infer imports (its published image definition; torch and torchvision as
+# this machine has them), with the image's own timm, which the bundled one must shadow; no nnAudio or hms_infer.
+IMAGE_TIMM = "1.0.26"
+KAGGLE_IMAGE = ("torch==2.14.1", "torchvision==0.29.1", "numpy==2.0.2", "pandas==2.2.2", "pyarrow==18.1.0",
+                "scipy==1.16.3", "PyYAML==6.0.3", "safetensors==0.7.0", "tqdm==4.67.3", "huggingface_hub==1.11.0",
+                f"timm=={IMAGE_TIMM}")
 IMAGE_VENV = ROOT / ".venv-kaggle-image"  # cached between runs, keyed by KAGGLE_IMAGE and the Python version
 NO_NETWORK = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}  # any download fails
 
 
 def build(out: Path, cache: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SCRIPT), "--out", str(out), "--cache", str(cache), *args],
+    """build_wheels.sh with the bundle in `out` and the notebook folder beside it (kaggle_notebook)."""
+    return subprocess.run(["bash", str(SCRIPT), "--out", str(out), "--cache", str(cache), "--notebook-out",
+                           str(out.parent / "kaggle_notebook"), *args],
                           capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHON": sys.executable, **(env or {})})
 
@@ -71,16 +80,25 @@ def weights_dir(tiny_weights, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def bundle(weights_dir, wheel_cache, tmp_path_factory) -> Path:
+    """The bundle folder; the notebook folder beside it (kaggle_notebook)."""
     out = tmp_path_factory.mktemp("dist") / "kaggle_dataset"
     done = build(out, wheel_cache, "--weights-dir", str(weights_dir))
     assert done.returncode == 0, done.stdout + done.stderr
     return out
 
 
+def git_commit() -> str:
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    return f"{head}-dirty" if dirty else head
+
+
 @pytest.mark.slow
 def test_bundle_holds_pure_wheels_kernel_and_verified_checkpoints(bundle, weights_dir):
     assert {p.name for p in bundle.iterdir()} == {"wheels", "weights", "kernel.py", "weights_manifest.yaml",
-                                                   "dataset-metadata.json"}
+                                                   "dataset-metadata.json", "build_info.json"}
     wheels = sorted((bundle / "wheels").iterdir())
     assert sorted(w.name for w in wheels) == sorted(
         [f"{name}-{version}-py3-none-any.whl" for name, version in PINS.items()]
@@ -96,7 +114,18 @@ def test_bundle_holds_pure_wheels_kernel_and_verified_checkpoints(bundle, weight
 
     assert (bundle / "kernel.py").read_bytes() == (ROOT / "kernel.py").read_bytes()
     metadata = json.loads((bundle / "dataset-metadata.json").read_text())
-    assert metadata["id"].endswith("/hms-infer-bundle") and metadata["licenses"] == [{"name": "CC0-1.0"}]
+    assert metadata["id"].endswith("/hms-infer-bundle") and metadata["licenses"] == [{"name": "other"}]
+    assert "hms_infer MIT, timm Apache-2.0, nnAudio MIT" in metadata["description"]  # Kaggle's `other`: stated
+    for wheel, license_ in (("timm", "License: Apache-2.0"), ("nnaudio", "License :: OSI Approved :: MIT")):
+        (path,) = (bundle / "wheels").glob(f"{wheel}-*.whl")  # what the wheels themselves declare
+        meta = next(n for n in zipfile.ZipFile(path).namelist() if n.endswith(".dist-info/METADATA"))
+        assert license_ in zipfile.ZipFile(path).read(meta).decode(), wheel
+
+    info = json.loads((bundle / "build_info.json").read_text())
+    assert info["hms_infer"] == hms_infer.__version__ and info["commit"] == git_commit()
+    assert info["manifest_sha256"] == sha256(bundle / "weights_manifest.yaml")
+    built = datetime.strptime(info["built_utc"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    assert abs((datetime.now(timezone.utc) - built).total_seconds()) < 3600
 
     manifest = load_manifest(bundle / "weights_manifest.yaml")
     assert [m.checkpoint for m in manifest.members] == ["weights/test_efficientnet_0_0.pt",
@@ -113,7 +142,9 @@ def test_bundle_holds_pure_wheels_kernel_and_verified_checkpoints(bundle, weight
 
 @pytest.mark.slow
 def test_rebuild_gives_the_same_folder_and_removes_stale_files(bundle, weights_dir, wheel_cache):
-    before = snapshot(bundle)
+    before, notebook_before = snapshot(bundle), snapshot(bundle.parent / "kaggle_notebook")
+    info = json.loads((bundle / "build_info.json").read_text())
+    (bundle.parent / "kaggle_notebook" / "old.ipynb").write_text("{}")
     (bundle / "stale.txt").write_text("old")
     (bundle / "wheels" / "torch-2.0.0-cp311-cp311-linux_x86_64.whl").write_bytes(b"old")
     (bundle / "weights" / "old.pt").write_bytes(b"old")
@@ -122,8 +153,12 @@ def test_rebuild_gives_the_same_folder_and_removes_stale_files(bundle, weights_d
     (bundle / "weights" / "test_efficientnet_0_0.pt").write_bytes(b"corrupt")
     done = build(bundle, wheel_cache, "--weights-dir", str(weights_dir), env=NO_NETWORK)  # the cache suffices
     assert done.returncode == 0, done.stdout + done.stderr
-    assert snapshot(bundle) == before
+    after = snapshot(bundle)
+    assert after.pop("build_info.json") and before.pop("build_info.json") and after == before
+    again = json.loads((bundle / "build_info.json").read_text())
+    assert {k: v for k, v in again.items() if k != "built_utc"} == {k: v for k, v in info.items() if k != "built_utc"}
     assert not (bundle / "weights" / "old").exists()
+    assert snapshot(bundle.parent / "kaggle_notebook") == notebook_before
 
 
 @pytest.mark.slow
@@ -149,7 +184,8 @@ def test_build_wheels_help_and_bad_arguments():
     assert done.returncode == 0 and "Usage: ./build_wheels.sh" in done.stdout and "PYTHON" in done.stdout
     done = subprocess.run(["bash", str(SCRIPT), "--bogus"], capture_output=True, text=True)
     assert done.returncode == 2 and "unknown argument: --bogus" in done.stderr
-    done = subprocess.run(["bash", str(SCRIPT), "--weights-dir", "/nonexistent"], capture_output=True, text=True)
+    done = subprocess.run(["bash", str(SCRIPT), "--weights-dir", "/nonexistent"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHON": sys.executable})
     assert done.returncode == 2 and "not a folder" in done.stderr
 
 
@@ -263,8 +299,7 @@ def test_kernel_arch_check(capability, archs, supported):
     assert _kernel_module().arch_supported(capability, archs) is supported
 
 
-@pytest.fixture(scope="session")
-def kaggle_python() -> Path:
+def ensure_kaggle_venv() -> Path:
     """A virtualenv with the Kaggle image's packages (KAGGLE_IMAGE) and nothing of ours, created once (~3 min,
     ~6 GB) and kept at .venv-kaggle-image; a lock keeps concurrent test runs from building it twice."""
     key = hashlib.sha256("\n".join([sys.version, *KAGGLE_IMAGE]).encode()).hexdigest()
@@ -280,47 +315,179 @@ def kaggle_python() -> Path:
     return python
 
 
-def kaggle_env(input_dir: Path, working: Path) -> dict[str, str]:
-    """No PYTHONPATH, no virtualenv or pip settings of ours, no network; the two overrides."""
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
-    return {**keep, **NO_NETWORK, "HMS_INPUT_DIR": str(input_dir), "HMS_WORKING_DIR": str(working)}
+@pytest.fixture(scope="session")
+def kaggle_python() -> Path:
+    return ensure_kaggle_venv()
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("layout", ["classic", "competitions"])
-def test_kernel_offline_in_a_kaggle_like_venv(layout, kaggle_python, bundle, synthetic_dir, tmp_path):
-    ours = ("timm", "nnAudio", "hms_infer")
-    absent = subprocess.run([str(kaggle_python), "-c", f"import importlib.util as u; print([m for m in {ours!r} "
-                             f"if u.find_spec(m)])"], capture_output=True, text=True, cwd=tmp_path, check=True)
-    assert absent.stdout.strip() == "[]", f"the Kaggle-like venv must not have {absent.stdout}"
+def kaggle_env(input_dir: Path, working: Path, tmp: Path, **extra: str) -> dict[str, str]:
+    """No PYTHONPATH, no virtualenv or pip settings of ours, no network; the two overrides; TMPDIR (where the
+    wheels are installed) per test."""
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    tmp.mkdir(exist_ok=True)
+    return {**keep, **NO_NETWORK, "HMS_INPUT_DIR": str(input_dir), "HMS_WORKING_DIR": str(working),
+            "TMPDIR": str(tmp), "OMP_NUM_THREADS": "1", **extra}  # one thread: ~5x faster on a shared 2-core CI
 
-    input_dir, working = tmp_path / "input", tmp_path / "working"
-    working.mkdir()
-    if layout == "classic":  # run from the bundle, as `!python /kaggle/input/<bundle>/kernel.py`
-        competition = input_dir / "hms-harmful-brain-activity-classification"
-        bundle_copy = input_dir / "hms-infer-bundle"
-        kernel = bundle_copy / "kernel.py"
-    else:  # newer mounts; kernel.py pasted into the notebook: the bundle is found by searching
-        competition = input_dir / "competitions" / "hms-harmful-brain-activity-classification"
-        bundle_copy = input_dir / "datasets" / "someone" / "hms-infer-bundle"
-        kernel = working / "notebook.py"
-        shutil.copy(bundle / "kernel.py", kernel)
-    competition.parent.mkdir(parents=True)
+
+def notebook_cell(bundle: Path) -> str:
+    """The source of the one code cell of the built notebook."""
+    nb = json.loads((bundle.parent / "kaggle_notebook" / "hms-infer-submit.ipynb").read_text())
+    (cell,) = nb["cells"]
+    return "".join(cell["source"])
+
+
+def test_notebook_folder_for_kaggle_kernels_push(bundle):
+    import nbformat
+    folder = bundle.parent / "kaggle_notebook"
+    assert {p.name for p in folder.iterdir()} == {"kernel-metadata.json", "hms-infer-submit.ipynb"}
+    metadata = json.loads((folder / "kernel-metadata.json").read_text())
+    dataset = json.loads((bundle / "dataset-metadata.json").read_text())["id"]
+    assert metadata == {
+        "id": "<your-kaggle-username>/hms-infer-submit", "title": "HMS Infer Submit",
+        "code_file": "hms-infer-submit.ipynb", "language": "python", "kernel_type": "notebook", "is_private": True,
+        "enable_gpu": True, "enable_internet": False, "dataset_sources": [dataset],
+        "competition_sources": ["hms-harmful-brain-activity-classification"], "kernel_sources": [],
+        "model_sources": []}
+    assert dataset == "<your-kaggle-username>/hms-infer-bundle"
+    nb = nbformat.read(folder / "hms-infer-submit.ipynb", as_version=4)
+    nbformat.validate(nb)  # raises on an invalid notebook
+    assert [c.cell_type for c in nb.cells] == ["code"] and nb.nbformat == 4
+    cell = (ROOT / "kaggle" / "notebook_cell.py").read_text()
+    assert notebook_cell(bundle) == cell
+    assert f"```python\n{cell}```" in (ROOT / "README.md").read_text()  # the same cell, to paste by hand
+
+
+def test_kernel_metadata_takes_the_bundle_id(tmp_path, weights_dir, wheel_cache, bundle):
+    out = tmp_path / "kaggle_dataset"
+    out.mkdir()
+    (out / "dataset-metadata.json").write_text(json.dumps({"id": "alice/my-bundle", "title": "x" * 8,
+                                                           "licenses": [{"name": "other"}]}))
+    done = build(out, wheel_cache, "--weights-dir", str(weights_dir), env=NO_NETWORK)
+    assert done.returncode == 0, done.stdout + done.stderr
+    metadata = json.loads((tmp_path / "kaggle_notebook" / "kernel-metadata.json").read_text())
+    assert metadata["id"] == "alice/hms-infer-submit" and metadata["dataset_sources"] == ["alice/my-bundle"]
+    assert json.loads((out / "dataset-metadata.json").read_text())["id"] == "alice/my-bundle"  # kept
+
+
+ARCHS = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120", "compute_120"]  # a current torch: no sm_60
+T4, P100 = ("Tesla T4", (7, 5)), ("Tesla P100-PCIE-16GB", (6, 0))
+
+
+@pytest.mark.parametrize("gpus, expected", [([T4, T4], "cuda:0,cuda:1"), ([P100, T4], "cuda:1"),
+                                            ([T4], "cuda:0")])
+def test_pick_device_uses_every_supported_gpu(gpus, expected, capsys):
+    assert _kernel_module().pick_device(gpus, ARCHS, "2.14.1", allow_cpu=False) == expected
+    assert ("sm_60) is not supported by torch 2.14.1" in capsys.readouterr().out) == (P100 in gpus)
+
+
+@pytest.mark.parametrize("gpus, found", [([P100], "Tesla P100-PCIE-16GB (sm_60)"), ([], "none")])
+def test_pick_device_refuses_the_cpu_unless_allowed(gpus, found, capsys):
+    kernel = _kernel_module()
+    with pytest.raises(SystemExit) as stop:
+        kernel.pick_device(gpus, ARCHS if gpus else [], "2.14.1", allow_cpu=False)
+    message = str(stop.value.code)
+    assert message.startswith(f"kernel: error: no GPU that torch 2.14.1 supports (GPUs found: {found})")
+    assert "Choose the 'GPU T4 x2' accelerator" in message and "HMS_ALLOW_CPU=1" in message
+    assert kernel.pick_device(gpus, ARCHS if gpus else [], "2.14.1", allow_cpu=True) == "cpu"
+    assert f"(GPUs found: {found}); on the CPU the run takes hours" in capsys.readouterr().out
+
+
+def test_pick_device_leaves_out_a_gpu_that_fails_the_probe():
+    kernel = _kernel_module()
+    assert kernel.pick_device([T4, T4], ARCHS, "2.14.1", False, runs=lambda i: i == 1) == "cuda:1"
+    with pytest.raises(SystemExit, match="GPUs found: Tesla T4 \\(sm_75\\)"):
+        kernel.pick_device([T4], ARCHS, "2.14.1", False, runs=lambda i: False)
+
+
+@pytest.mark.parametrize("value, seconds", [(None, 8 * 3600.0), ("", 8 * 3600.0), ("60", 60.0)])
+def test_kernel_time_budget(value, seconds):
+    assert _kernel_module().time_budget(value) == seconds
+    assert _kernel_module().TIME_BUDGET_S == KAGGLE_TIME_BUDGET_S  # kernel.py is stdlib-only: a mirror
+    with pytest.raises(SystemExit, match="HMS_TIME_BUDGET_S must be a positive number of seconds, got '8h'"):
+        _kernel_module().time_budget("8h")
+
+
+def mount(input_dir: Path, layout: str, bundle: Path, synthetic_dir: Path) -> tuple[Path, Path]:
+    """Lay out the competition and a copy of the bundle under `input_dir` as Kaggle mounts them."""
+    competition = {"competitions": input_dir / "competitions" / COMPETITION}.get(layout, input_dir / COMPETITION)
+    bundle_copy = {"classic": input_dir / "hms-infer-bundle",
+                   "owner": input_dir / "someone" / "hms-infer-bundle"}.get(
+        layout, input_dir / "datasets" / "someone" / "hms-infer-bundle")
+    competition.parent.mkdir(parents=True, exist_ok=True)
     competition.symlink_to(synthetic_dir)
     shutil.copytree(bundle, bundle_copy)
+    return competition, bundle_copy
 
-    done = subprocess.run([str(kaggle_python), str(kernel)], capture_output=True, text=True, cwd=working,
-                          env=kaggle_env(input_dir, working), timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert f"competition {competition}, bundle {bundle_copy}" in done.stdout
-    versions = f"timm {PINS['timm']}, nnAudio {PINS['nnaudio']}, hms_infer {hms_infer.__version__}"
-    assert f"{versions} ({working / 'hms_site'}" in done.stdout
 
+def check_submission(path: Path, synthetic_dir: Path) -> None:
     test = pd.read_csv(synthetic_dir / "test.csv")
-    sub = pd.read_csv(working / "submission.csv")
+    sub = pd.read_csv(path)
     assert ",".join(sub.columns) == "eeg_id,seizure_vote,lpd_vote,gpd_vote,lrda_vote,grda_vote,other_vote"
     assert list(sub.columns) == list(SUBMISSION_HEADER)
     assert sub["eeg_id"].tolist() == test["eeg_id"].tolist()
     probs = sub.iloc[:, 1:].to_numpy()
     assert ((probs >= 0) & (probs <= 1)).all()
     assert abs(probs.sum(1) - 1).max() < 1e-6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout, how", [("classic", "script"), ("competitions", "pasted"),
+                                         ("datasets", "notebook"), ("owner", "notebook")])
+def test_kernel_offline_in_a_kaggle_like_venv(layout, how, kaggle_python, bundle, synthetic_dir, tmp_path):
+    """The image's packages at its versions, its own timm among them; kernel.py run from the bundle, pasted into
+    a notebook (no __file__: the bundle is found by searching), or through the built notebook's cell, which finds
+    it under /kaggle/input/<slug>, /<owner>/<slug> or /datasets/<owner>/<slug>."""
+    image = subprocess.run([str(kaggle_python), "-c", "import importlib.util as u, timm; print(timm.__version__, "
+                            "[m for m in ('nnAudio', 'hms_infer') if u.find_spec(m)])"],
+                           capture_output=True, text=True, cwd=tmp_path, check=True, env={"PATH": os.environ["PATH"]})
+    assert image.stdout.split(None, 1) == [IMAGE_TIMM, "[]\n"], image.stdout
+
+    input_dir, working = tmp_path / "input", tmp_path / "working"
+    working.mkdir()
+    competition, bundle_copy = mount(input_dir, layout, bundle, synthetic_dir)
+    script = {"script": bundle_copy / "kernel.py", "pasted": working / "notebook.py",
+              "notebook": working / "cell.py"}[how]
+    if how == "pasted":
+        shutil.copy(bundle / "kernel.py", script)
+    elif how == "notebook":
+        script.write_text(notebook_cell(bundle))
+    env = kaggle_env(input_dir, working, tmp_path / "tmp", HMS_ALLOW_CPU="1")
+    (working / "submission.csv").write_text("stale")  # the cell removes it; kernel.py replaces it
+    done = subprocess.run([str(kaggle_python), str(script)], capture_output=True, text=True, cwd=working, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    site = tmp_path / "tmp" / "hms_site"
+    assert f"competition {competition}, bundle {bundle_copy}" in done.stdout
+    info = json.loads((bundle / "build_info.json").read_text())
+    assert (f"bundle identity: hms_infer {hms_infer.__version__}, commit {info['commit']}, built "
+            f"{info['built_utc']}, manifest sha256 {sha256(bundle / 'weights_manifest.yaml')}\n") in done.stdout
+    assert re.search(r"no GPU that torch 2\.14\.1\S* supports \(GPUs found: none\)", done.stdout)  # HMS_ALLOW_CPU
+    # the bundled timm shadows the image's 1.0.26
+    assert f"timm {PINS['timm']} ({site / 'timm'}), nnAudio {PINS['nnaudio']}, hms_infer {hms_infer.__version__} " \
+           f"({site / 'hms_infer'})" in done.stdout
+    assert "hms_infer: time budget 28" in done.stdout and ": nothing dropped" in done.stdout
+    if how == "notebook":
+        assert f"hms_infer: {working / 'submission.csv'} written" in done.stdout
+    assert sorted(p.name for p in working.iterdir()) == sorted(
+        ["submission.csv", "submission.issues.json", *([script.name] if how != "script" else [])])
+    check_submission(working / "submission.csv", synthetic_dir)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["script", "notebook"])
+def test_kernel_refuses_the_cpu_without_hms_allow_cpu(how, kaggle_python, bundle, synthetic_dir, tmp_path):
+    input_dir, working = tmp_path / "input", tmp_path / "working"
+    working.mkdir()
+    _, bundle_copy = mount(input_dir, "datasets", bundle, synthetic_dir)
+    script = bundle_copy / "kernel.py" if how == "script" else working / "cell.py"
+    if how == "notebook":
+        script.write_text(notebook_cell(bundle))
+    done = subprocess.run([str(kaggle_python), str(script)], capture_output=True, text=True, cwd=working,
+                          env=kaggle_env(input_dir, working, tmp_path / "tmp"), timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert re.search(r"^kernel: error: no GPU that torch 2\.14\.1\S* supports \(GPUs found: none\); on the CPU the "
+                     r"run takes hours and would hit Kaggle's time limit\. Choose the 'GPU T4 x2' accelerator in the "
+                     r"notebook's settings, or set HMS_ALLOW_CPU=1 to run on the CPU anyway$", done.stderr, re.M)
+    if how == "notebook":  # the cell fails loudly too
+        assert "CalledProcessError" in done.stderr
+    assert not (tmp_path / "tmp" / "hms_site").exists() and not (working / "submission.csv").exists()

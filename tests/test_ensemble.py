@@ -154,6 +154,8 @@ def test_demo_runs_end_to_end_with_full_size_presets(tmp_path, capsys):
     sub = pd.read_csv(out)
     assert list(sub.columns) == list(SUBMISSION_HEADER) and len(sub) == 1
     assert sub.iloc[0, 1:].sum() == pytest.approx(1.0)
+    index = tmp_path / "demo" / "report" / "index.html"  # the report of its rows (tests/test_report.py checks it)
+    assert index.is_file() and f"open {index}" in text and len(list(index.parent.glob("*.png"))) == 1
 
 
 @pytest.mark.slow

@@ -2,8 +2,8 @@
 
 The table has offsets, several label rows per eeg_id (two pairs of them share the eeg_id AND both offsets), two
 folds; the manifest two configurations x two folds of tiny members with unequal weights. The expected values are
-computed directly: `HMSModel.forward` on each view's numpy montage, softmax, mean over the views, the members'
-weighted mean, per label row with the members of its fold.
+computed directly: `HMSModel.forward` on each view's numpy montage, softmax (of the logits over the member's
+temperature), mean over the views, the members' weighted mean, per label row with the members of its fold.
 """
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ ARCH_B["stft"].update(n_fft=190, win_length=96, hop_length=24, window="hann")
 ARCH_B["wavenet"].update(n_blocks=1, out_channels=4)
 MEMBERS = {"a/f0": (ARCH_A, 0, 1.0), "a/f1": (ARCH_A, 1, 1.0), "b/f0": (ARCH_B, 0, 3.0),
            "b/f1": (ARCH_B, 1, 3.0)}  # name -> (arch, fold, weight)
+TEMPERATURES = {"b/f1": 2.0}  # the manifest's optional member field; 1 for the others
 HEAD_SCALE = 20.0  # random init gives logits near 0; trained models' spread over units
 
 
@@ -51,7 +52,8 @@ def write_manifest(path: Path, weights: Path, swap: bool = False, folds=(0, 1)) 
     for name, (arch, fold, weight) in MEMBERS.items():
         if fold in folds:
             members.append({"name": name, "checkpoint": str(weights / f"{name.replace('/', '_')}.pt"),
-                            "arch": arch, "weight": weight, "fold": 1 - fold if swap else fold})
+                            "arch": arch, "weight": weight, "fold": 1 - fold if swap else fold,
+                            "temperature": TEMPERATURES.get(name, 1.0)})
     path.write_text(yaml.safe_dump({"version": 1, "tta": list(VIEWS), "blend": "prob", "members": members}))
     return path
 
@@ -76,7 +78,8 @@ class ViewProbs:
         key = (name, self.windows[label_id])
         if key not in self.done:
             with torch.inference_mode():
-                self.done[key] = self.models[name](*self.inputs[key[1]])["all"].double().softmax(-1)
+                logits = self.models[name](*self.inputs[key[1]])["all"].double()
+                self.done[key] = (logits / TEMPERATURES.get(name, 1.0)).softmax(-1)
         return self.done[key]
 
 

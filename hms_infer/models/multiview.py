@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from ..constants import CHAIN_SIZE, N_CHAINS
+from ..constants import CHAIN_SIZE, HEADS, N_CHAINS
 from ..preprocess import signed_permutation
 from .hms import HMSModel
 
@@ -69,11 +69,13 @@ def _in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chun
 
 
 def forward_views(model: HMSModel, eeg: torch.Tensor, spect: torch.Tensor, plan: ViewPlan,
-                  chunk: int | None = None) -> torch.Tensor:
+                  chunk: int | None = None, heads: bool = False) -> torch.Tensor:
     """`head_all` logits of every view: eeg (B, 24, T) `none` montage, spect (B, 10, 300, 100) -> (B, V, 6).
 
     `chunk`: run the two 2-D backbones on at most this many of the B*V images at once (on the CPU, 1: their
     large activations make a batch of two cost ~2.7x one), None: all at once (GPUs).
+    `heads`: every head's logits from the same pass, (B, V, 4, 6) in `HEADS` order (`all` first, the same numbers
+    as without `heads`).
     """
     b, v = eeg.shape[0], len(plan.views)
     idx = plan.tensors(eeg.device)
@@ -91,4 +93,8 @@ def forward_views(model: HMSModel, eeg: torch.Tensor, spect: torch.Tensor, plan:
         y = y.reshape(b, x.shape[1], *y.shape[1:]).permute(0, 1, 3, 2)  # (B, U, T', C)
         ys.append(y[:, idx[f"gather{c}"]].flatten(0, 1))  # (B*V, 8, T', C)
     f_wave = _in_chunks(wave.backbone_2d, wave.assemble(ys), chunk)
-    return model.head_all(torch.cat([f_stft, f_spect, f_wave], dim=1)).reshape(b, v, -1)
+    logits = model.head_all(torch.cat([f_stft, f_spect, f_wave], dim=1))  # (B*V, 6)
+    if heads:
+        aux = (model.head_spect(f_spect), model.head_eeg(f_stft), model.head_1d(f_wave))
+        return torch.stack([logits, *aux], dim=1).reshape(b, v, len(HEADS), -1)
+    return logits.reshape(b, v, -1)

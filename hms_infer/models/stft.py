@@ -42,12 +42,15 @@ class StftBackbone(nn.Module):
         spec = self.stft_layer(x.reshape(b * c, t))  # (B*24, Fq, Tf)
         return spec.reshape(b, c, *spec.shape[-2:])
 
-    def from_spectra(self, spec: torch.Tensor) -> torch.Tensor:
-        """spec: (B, 24, Fq, Tf) -> stacked along frequency, folded by `stack_factor` -> backbone -> (B, F)."""
+    def image(self, spec: torch.Tensor) -> torch.Tensor:
+        """spec: (B, 24, Fq, Tf) -> (B, 1, 24 * Fq / s, Tf * s): stacked along frequency, folded by `stack_factor`."""
         b, c, fq, tf = spec.shape
         s = self.stack_factor
-        image = spec.reshape(b, 1, c * fq, tf).reshape(b, 1, c * fq // s, tf * s)
-        return self.backbone(image)
+        return spec.reshape(b, 1, c * fq, tf).reshape(b, 1, c * fq // s, tf * s)
+
+    def from_spectra(self, spec: torch.Tensor) -> torch.Tensor:
+        """spec: (B, 24, Fq, Tf) -> `image` -> backbone -> (B, F)."""
+        return self.backbone(self.image(spec))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, 24, T) -> (B, F)."""

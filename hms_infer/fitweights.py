@@ -1,0 +1,253 @@
+"""`fit-weights`: blend weights (and temperatures) of member groups fitted on saved out-of-fold logits, honestly.
+
+A group is the manifest members named `NAME` or `NAME/*`; its OOF logits (one per validation row, in either layout
+`parity` reads) stand for all of them. The fit uses the rows every group predicted, the votes of those rows in the
+training table (normalised per row, as the metric does), and the manifest's blend space. Its honest score is the
+same fit cross-validated by the table's `fold` column: fit on the other folds, predict the held-out fold; the KL of
+all held-out predictions together (`score_cv`). The fitted manifest is the input manifest with each member's
+weight set to its group's weight split equally among the group's members (and, with `temperature`, the group's
+temperature); every other field stays as it was.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from .blendfit import Fit, cross_validate, fit, score
+from .constants import VOTE_COLUMNS
+from .data import read_table
+from .errors import HMSInputError
+from .files import check_writable, write_text_atomic
+from .manifest import BLENDS, Manifest, load_manifest, manifest_from_dict
+from .metric import solution_probabilities
+from .parity import read_oof, read_preds_dir
+
+FITTED_HEADER = """\
+# hms_infer weights manifest: weights{temps} fitted by `python -m hms_infer fit-weights` on {rows} OOF rows.
+# {blend} blend; KL equal weights {score_equal:.6f}, fitted {score_fitted:.6f}, cross-validated {score_cv:.6f}.
+# Everything else is as in {source} (without its comments).
+"""
+
+
+def parse_group(spec: str, option: str) -> tuple[str, str]:
+    """`NAME=PATH` -> (NAME, PATH)."""
+    name, sep, path = spec.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise HMSInputError(f"{option} {spec!r}: expected NAME=PATH (NAME: a member group of the manifest)")
+    return name.strip(), path.strip()
+
+
+def read_groups(specs: list[tuple[str, str, str]], seed: int | None) -> dict[str, dict[int, np.ndarray]]:
+    """(layout `preds` or `oof`, NAME, PATH) in command-line order -> {NAME: {label_id: (6,) logits}}."""
+    groups: dict[str, dict[int, np.ndarray]] = {}
+    for layout, name, path in specs:
+        if name in groups:
+            raise HMSInputError(f"group {name!r} is given twice")
+        if layout == "preds" and seed is None:
+            raise HMSInputError(f"--preds {name}={path} needs --seed (the files are DIR/<label_id>/pred_<seed>.npy)")
+        saved = read_preds_dir(path, seed) if layout == "preds" else read_oof(path)
+        if not saved:
+            what = f"no <label_id>/pred_{seed}.npy file (check the folder and --seed)" if layout == "preds" else \
+                "no rows"
+            raise HMSInputError(f"{path}: {what}; group {name} has no OOF logits")
+        groups[name] = saved
+    if not groups:
+        raise HMSInputError("no group: give each group's OOF logits with --preds NAME=DIR or --oof NAME=CSV")
+    return groups
+
+
+def read_fold_table(path: str | Path) -> pd.DataFrame:
+    """The training table: ids validated (`data.read_table`), unique `label_id`, integer `fold`, the vote columns."""
+    df = read_table(Path(path), "train")
+    if "fold" not in df.columns:
+        raise HMSInputError(f"{path}: no 'fold' column: fit-weights cross-validates by the folds the OOF logits "
+                            f"were predicted in; add each row's validation fold (as for parity)")
+    missing = [c for c in VOTE_COLUMNS if c not in df.columns]
+    if missing:
+        raise HMSInputError(f"{path}: missing vote column(s) {missing}")
+    fold = pd.to_numeric(df["fold"], errors="coerce")
+    bad = (fold.isna() | (fold % 1 != 0)).to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise HMSInputError(f"{path} row {i}: fold {df['fold'].iloc[i]!r} is not an integer")
+    df["fold"] = fold.astype(np.int64)
+    dup = df["label_id"].duplicated().to_numpy()
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        raise HMSInputError(f"{path} row {i}: label_id {df['label_id'].iloc[i]} appears twice")
+    return df
+
+
+def common_rows(table: pd.DataFrame, groups: Mapping[str, Mapping[int, np.ndarray]], table_name: str
+                ) -> pd.DataFrame:
+    """The table rows (in table order) of the label_ids every group predicted; every OOF label_id must be a row."""
+    known = set(table["label_id"].tolist())
+    for name, saved in groups.items():
+        unknown = sorted(set(saved) - known)
+        if unknown:
+            raise HMSInputError(f"group {name}: {len(unknown)} of its {len(saved)} OOF label_ids are not rows of "
+                                f"{table_name} (first: {unknown[:5]}); the OOF logits and the table must come from "
+                                f"the same training table")
+    shared = set.intersection(*(set(saved) for saved in groups.values()))
+    if not shared:
+        counts = ", ".join(f"{name} {len(saved)}" for name, saved in groups.items())
+        raise HMSInputError(f"no row that every group predicted (OOF rows per group: {counts}); the groups' OOF "
+                            f"logits must cover the same validation rows")
+    return table[table["label_id"].isin(shared)]
+
+
+def group_members(manifest: Manifest, names: list[str], source: str) -> dict[str, list[int]]:
+    """{group: indices of the members named `group` or `group/*`}; each member in exactly one group."""
+    found = {g: [i for i, m in enumerate(manifest.members) if m.name == g or m.name.startswith(g + "/")]
+             for g in names}
+    member_names = [m.name for m in manifest.members]
+    for g, idx in found.items():
+        if not idx:
+            raise HMSInputError(f"group {g!r} matches no member of {source} (members: {member_names}); a group "
+                                f"is the members named {g!r} or '{g}/...'")
+    owner: dict[int, str] = {}
+    for g, idx in found.items():
+        for i in idx:
+            if i in owner:
+                raise HMSInputError(f"member {member_names[i]} of {source} is in two groups, {owner[i]!r} and {g!r}")
+            owner[i] = g
+    left = [member_names[i] for i in range(len(member_names)) if i not in owner]
+    if left:
+        raise HMSInputError(f"member(s) {left} of {source} are in no group: give their OOF logits as a group, or "
+                            f"fit a manifest without them (a fitted blend has a weight for every member)")
+    return found
+
+
+def group_temperatures(manifest: Manifest, members: Mapping[str, list[int]], source: str) -> list[float]:
+    """Each group's temperature in the manifest (its members' common one)."""
+    temps = []
+    for g, idx in members.items():
+        values = sorted({manifest.members[i].temperature for i in idx})
+        if len(values) != 1:
+            raise HMSInputError(f"the members of group {g} in {source} have different temperatures {values}; fit "
+                                f"them with --temperature, or make them equal")
+        temps.append(values[0])
+    return temps
+
+
+def fitted_manifest(raw: dict, members: Mapping[str, list[int]], weights: np.ndarray,
+                    temperatures: np.ndarray | None, blend: str) -> dict:
+    """The parsed manifest `raw` with each member's weight (group weight / group size) and, if given, temperature
+    (right after `weight`) set, and `blend` (where it differs); every other field and their order as they were."""
+    out = dict(raw) if raw.get("blend", "prob") == blend else dict(raw, blend=blend)
+    out["members"] = [dict(m) for m in raw["members"]]
+    for g, idx in enumerate(members.values()):
+        for i in idx:
+            m = out["members"][i]
+            m["weight"] = float(weights[g]) / len(idx)
+            if temperatures is not None:
+                if "temperature" not in m:  # a new field goes right after `weight`
+                    items, at = list(m.items()), list(m).index("weight") + 1
+                    m = out["members"][i] = dict(items[:at] + [("temperature", None)] + items[at:])
+                m["temperature"] = float(temperatures[g])
+    return out
+
+
+def _fit_dict(names: list[str], f: Fit) -> dict:
+    return {"weights": dict(zip(names, f.weights.tolist())), "temperatures": dict(zip(names, f.temperatures.tolist())),
+            "score": f.score}
+
+
+def fit_weights(table: str | Path, groups: Mapping[str, Mapping[int, np.ndarray]], manifest: str | Path,
+                out: str | Path, blend: str | None = None, temperature: bool = False,
+                report_path: str | Path | None = None, progress: bool = True) -> dict:
+    """Fit the group weights (and temperatures) on the OOF logits `groups` ({group: {label_id: (6,) logits}}),
+    cross-validate by the table's folds, write the fitted manifest to `out` (and the report as JSON to
+    `report_path`) atomically; return the report (see the module docstring and README)."""
+    t0 = time.perf_counter()
+    for path in (out, report_path):
+        if path is not None:
+            check_writable(path)
+    source = str(manifest)
+    parsed = load_manifest(manifest)  # validated, with clear errors
+    raw = yaml.safe_load(Path(manifest).read_text())  # the fields as written, to write them back unchanged
+    how = blend or parsed.blend
+    if how not in BLENDS:
+        raise HMSInputError(f"--blend must be one of {BLENDS}, got {how!r}")
+    names = list(groups)
+    members = group_members(parsed, names, source)
+    fixed = [1.0] * len(names) if temperature else group_temperatures(parsed, members, source)
+
+    rows = common_rows(read_fold_table(table), groups, str(table))
+    targets = solution_probabilities(rows)
+    folds = rows["fold"].to_numpy()
+    fold_ids = sorted(set(folds.tolist()))
+    if len(fold_ids) < 2:
+        raise HMSInputError(f"the {len(rows)} rows every group predicted are all in fold {fold_ids[0]} of {table}; "
+                            f"cross-validation needs rows of at least 2 folds")
+    ids = rows["label_id"].tolist()
+    logits = torch.from_numpy(np.stack([np.stack([groups[g][i] for i in ids]) for g in names]))[:, :, None]
+
+    bar = tqdm(total=1 + len(fold_ids), desc="fit-weights", unit="fit", disable=not progress)
+    try:
+        full = fit(logits, targets, how, temperature, fixed)
+        bar.update(1)
+        score_cv, fold_fits, _ = cross_validate(logits, targets, folds, how, temperature, fixed,
+                                                on_fold=lambda f: bar.update(1))
+    finally:
+        bar.close()
+    equal = [1.0 / len(names)] * len(names)
+    report = {
+        "rows": len(rows),
+        "blend": how,
+        "temperature_fitted": temperature,
+        "weights": dict(zip(names, full.weights.tolist())),
+        "temperatures": dict(zip(names, full.temperatures.tolist())),
+        "score_equal": score(logits, targets, equal, how, fixed),
+        "score_single": {g: score(logits[k:k + 1], targets, [1.0], how, fixed[k:k + 1])
+                         for k, g in enumerate(names)},
+        "score_fitted": full.score,
+        "score_cv": score_cv,
+        "folds": {str(f): {"rows": int((folds == f).sum()), **_fit_dict(names, fold_fits[f])} for f in fold_ids},
+        "groups": {g: {"members": [parsed.members[i].name for i in members[g]], "oof_rows": len(groups[g])}
+                   for g in names},
+        "manifest": source,
+        "out": str(out),
+    }
+    fitted = fitted_manifest(raw, members, full.weights, full.temperatures if temperature else None, how)
+    manifest_from_dict(fitted, str(out))  # what we write must load
+    header = FITTED_HEADER.format(temps=" and temperatures" if temperature else "", source=source, **report)
+    write_text_atomic(out, header + yaml.safe_dump(fitted, sort_keys=False))
+    dt = time.perf_counter() - t0
+    report["seconds"] = round(dt, 3)
+    if report_path is not None:
+        write_text_atomic(report_path, json.dumps(report, indent=2) + "\n")
+    print(format_report(report))
+    print(f"hms_infer fit-weights: {len(rows)} rows, {len(names)} groups, {1 + len(fold_ids)} fits in {dt:.1f} s "
+          f"({len(rows) * (1 + len(fold_ids)) / dt:.0f} rows/s fitted) -> {out}")
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The report as a table: per group its weight, temperature and score alone, then the four scores."""
+    names = list(report["weights"])
+    width = max(12, *(len(g) + 2 for g in names))
+    lines = [
+        f"rows                      {report['rows']} (every group's; OOF rows per group: "
+        + ", ".join(f"{g} {v['oof_rows']}" for g, v in report["groups"].items()) + ")",
+        f"blend                     {report['blend']}"
+        + (", temperatures fitted" if report["temperature_fitted"] else ", temperatures as in the manifest"),
+        f"{'group':<{width}}{'members':>8}{'weight':>11}{'temperature':>13}{'KL alone':>11}",
+        *(f"{g:<{width}}{len(report['groups'][g]['members']):>8}{report['weights'][g]:>11.6f}"
+          f"{report['temperatures'][g]:>13.6f}{report['score_single'][g]:>11.6f}" for g in names),
+        f"KL equal weights          {report['score_equal']:.6f}",
+        f"KL fitted, in-sample      {report['score_fitted']:.6f}",
+        f"KL fitted, cross-validated {report['score_cv']:.6f} ({len(report['folds'])} folds: fit on the others, "
+        f"score the held-out rows)",
+        *(f"  fold {f:<6}{v['rows']:>7} rows, KL {v['score']:.6f}, weights "
+          + " ".join(f"{g} {w:.4f}" for g, w in v["weights"].items()) for f, v in report["folds"].items()),
+    ]
+    return "\n".join(lines)
