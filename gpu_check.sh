@@ -43,6 +43,11 @@ for path in sorted(Path(sys.argv[1]).glob("bench_*.json")):
         (", compiled" if r["compile"] else "")
     print(f"| {name} | {r['device']} | {r['ms_per_eeg']:.1f} | {r['steady_ms_per_eeg']:.1f} | {ref} | {speed} | "
           f"{diff} | {r['peak_memory_mb']:.0f} | {100 * r['gpu_idle_fraction']:.0f}% |")
+eight = Path(sys.argv[1]) / "bench_8_presets.json"
+if eight.is_file():  # pseudo-labels: each row runs one fold's members, the 8 presets x 4 views
+    r = json.loads(eight.read_text())
+    print(f"\npseudo-labels on {r['device']}: {r['steady_ms_per_eeg']:.0f} s per 1,000 rows "
+          f"(8 presets x {len(r['views'])} views, {r['precision']}, steady)")
 PY
 echo "== gpu-check: $([ $status = 0 ] && echo passed || echo FAILED); results in $OUT/"
 exit $status
