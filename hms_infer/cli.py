@@ -41,7 +41,7 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-dir", type=Path, required=True, help="folder with test.csv, test_eegs/, test_spectrograms/")
     p.add_argument("--out", type=Path, required=True, help="submission CSV to write (atomically)")
     _add_runtime_args(p)
-    p.add_argument("--tta", default=None, help=f"comma list of views from {','.join(VIEWS)} (overrides the manifest)")
+    _add_tta_arg(p)
     _add_batch_args(p)
     _add_shard_arg(p)
     p.add_argument("--compile", action="store_true", help="torch.compile each member (compile time: minutes)")
@@ -51,6 +51,10 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time-budget", default=None, metavar="SECONDS",
                    help="never run longer: past the projection, the remaining rows run with fewer TTA views (lrfb, "
                         "fb, lr), then fewer members (from the manifest's end); said in the log and <out>.issues.json")
+
+
+def _add_tta_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tta", default=None, help=f"comma list of views from {','.join(VIEWS)} (overrides the manifest)")
 
 
 def _add_batch_args(p: argparse.ArgumentParser) -> None:
@@ -255,7 +259,7 @@ def _report_args(p: argparse.ArgumentParser) -> None:
     which.add_argument("--all", action="store_true", help="every row (the default)")
     p.add_argument("--out", type=Path, required=True, help="folder for the PNGs, the pages and index.html")
     _add_runtime_args(p)
-    p.add_argument("--tta", default=None, help=f"comma list of views from {','.join(VIEWS)} (overrides the manifest)")
+    _add_tta_arg(p)
     _add_batch_args(p)
 
 
@@ -280,7 +284,7 @@ def _pseudo_labels_args(p: argparse.ArgumentParser) -> None:
                    help="the pickle to write, e.g. oof_noisy_student.pkl (+ .parquet twin, .issues.json)")
     _add_runtime_args(p)
     p.add_argument("--members", default="*", help="glob on member names (default: all)")
-    p.add_argument("--tta", default=None, help=f"comma list of views from {','.join(VIEWS)} (overrides the manifest)")
+    _add_tta_arg(p)
     p.add_argument("--any-fold", action="store_true",
                    help="rows of a fold without members are predicted by all members (default: an error)")
     p.add_argument("--strict", action="store_true", help="the first row without usable input is an error")

@@ -211,7 +211,8 @@ class Ensemble:
             if n == 1:  # NaN logits: the row falls back (or, with strict, is an error)
                 log.error("CUDA out of memory even for one row on %s (%d members x %d views)",
                           ",".join(map(str, self.devices)), len(self.members), len(self.tta))
-                return torch.full((len(self.members), 1, len(self.tta), *[len(HEADS)] * heads, 6), float("nan"))
+                head_dim = (len(HEADS),) if heads else ()
+                return torch.full((len(self.members), 1, len(self.tta), *head_dim, 6), float("nan"))
             log.warning("CUDA out of memory at %d rows per batch: running it in halves (lower --batch-size)", n)
             h = (n + 1) // 2
             return torch.cat([self.member_logits(electrodes[:h], spect[:h], stats, heads),
@@ -282,8 +283,7 @@ class Ensemble:
                     pad = [n - 1] * (size - n)
                     electrodes, spect = torch.cat([electrodes, electrodes[pad]]), torch.cat([spect, spect[pad]])
                 active = self if budget is None else budget.ensemble
-                logits = (active.member_logits(electrodes, spect, stats, heads=True) if heads
-                          else active.member_logits(electrodes, spect, stats))[:, :n]
+                logits = active.member_logits(electrodes, spect, stats, heads)[:, :n]
                 stats.rows += n
                 stats.batches += 1
                 if stats.batches == 1:

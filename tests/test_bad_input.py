@@ -344,8 +344,8 @@ def test_rows_without_finite_probabilities_fall_back(base, tmp_path, monkeypatch
     ctx = _context(base, tmp_path)
     member_logits = Ensemble.member_logits
 
-    def nan_for_the_second_row(self, electrodes, spect, stats=None):
-        out = member_logits(self, electrodes, spect, stats).clone()
+    def nan_for_the_second_row(self, electrodes, spect, stats=None, heads=False):
+        out = member_logits(self, electrodes, spect, stats, heads).clone()
         if len(electrodes) == 2 and stats is not None and stats.batches == 0:
             out[:, 1] = float("nan")
         return out
