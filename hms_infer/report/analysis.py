@@ -106,10 +106,8 @@ def analyse(ens: Ensemble, comp: Competition, rows: Sequence[int], batch_size: i
     problems: dict[int, list[Problem]] = {}
     for index, batch, row_problems in ens.batch_logits(comp, rows, batch_size, num_workers, progress, stats,
                                                         heads=True):
-        for j, (i, p) in enumerate(zip(index, row_problems)):
-            logits[where[i]] = batch[:, j]
-            if p:
-                problems[where[i]] = list(p)
+        logits[[where[i] for i in index]] = batch.transpose(0, 1)
+        problems.update({where[i]: list(p) for i, p in zip(index, row_problems) if p})
     probs = ens.blend(logits[..., 0, :].transpose(0, 1))  # (N, 6), the blend of `predict_rows`
     for k in np.flatnonzero(~np.isfinite(probs).all(axis=1)):
         probs[k] = np.nan
