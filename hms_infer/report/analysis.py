@@ -99,16 +99,15 @@ def analyse(ens: Ensemble, comp: Competition, rows: Sequence[int], batch_size: i
     """Every head of every member and view for `rows`, in one batched pass (`Ensemble.batch_logits(heads=True)`);
     the blend exactly as `predict` computes it, then the fallback policy over these rows."""
     rows = list(rows)
+    votes = _votes(comp, rows)  # a row without votes is an error before the forward pass, not after it
     where = {r: k for k, r in enumerate(rows)}
     m, v = len(ens.members), len(ens.tta)
     logits = torch.zeros(len(rows), m, v, len(HEADS), 6, dtype=torch.float32)
     problems: dict[int, list[Problem]] = {}
     for index, batch, row_problems in ens.batch_logits(comp, rows, batch_size, num_workers, progress, stats,
                                                         heads=True):
-        for j, (i, p) in enumerate(zip(index, row_problems)):
-            logits[where[i]] = batch[:, j]
-            if p:
-                problems[where[i]] = list(p)
+        logits[[where[i] for i in index]] = batch.transpose(0, 1)
+        problems.update({where[i]: list(p) for i, p in zip(index, row_problems) if p})
     probs = ens.blend(logits[..., 0, :].transpose(0, 1))  # (N, 6), the blend of `predict_rows`
     for k in np.flatnonzero(~np.isfinite(probs).all(axis=1)):
         probs[k] = np.nan
@@ -116,7 +115,6 @@ def analyse(ens: Ensemble, comp: Competition, rows: Sequence[int], batch_size: i
         problems.setdefault(int(k), []).append(("model", what, "the models gave no finite probabilities"))
     probs, statuses = apply_policy(probs, problems, ens.fallback)
     soft = logits.double().softmax(-1).numpy()[..., _ORDER]  # (N, M, V, 4, 6)
-    votes = _votes(comp, rows)
     out = []
     for k, i in enumerate(rows):
         p = probs[k][_ORDER]

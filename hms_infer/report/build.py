@@ -53,12 +53,13 @@ def make_report(data_dir: str | Path, out: str | Path, manifest: str | Path, wei
     t2 = time.perf_counter()
     for r in tqdm(report.rows, desc="report", unit="row", disable=not progress):
         fig = draw(report, r, row_inputs(ens, comp, r.row.index))
-        png = io.BytesIO()
-        fig.savefig(png, format="png")
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        png = buffer.getvalue()
         name = page_name(r)
         with atomic_path(out / f"{name}.png") as tmp:
-            tmp.write_bytes(png.getvalue())
-        write_text_atomic(out / f"{name}.html", row_page(report, r, row_title(report, r), png.getvalue()))
+            tmp.write_bytes(png)
+        write_text_atomic(out / f"{name}.html", row_page(report, r, row_title(report, r), png))
     t3 = time.perf_counter()
     write_text_atomic(index, index_page(report, t3 - t1))
     n = len(report.rows)

@@ -104,12 +104,13 @@ def _stft(fig, ax, inputs: RowInputs) -> None:
 def _bars(ax, r: RowReport) -> None:
     y = np.arange(len(SUBMISSION_CLASSES))
     h = 0.4 if r.votes is not None else 0.7
-    ax.barh(y - (h / 2 if r.votes is not None else 0), r.probs, height=h, color="#1f77b4", label="prediction")
+    shift = h / 2 if r.votes is not None else 0  # the prediction's bar above the votes' one
+    ax.barh(y - shift, r.probs, height=h, color="#1f77b4", label="prediction")
     if r.votes is not None:
         ax.barh(y + h / 2, r.votes, height=h, color="#aaaaaa", label="expert votes")
         ax.legend(fontsize=7, loc="lower right")
     for yi, p in zip(y, r.probs):
-        ax.text(min(p, 1) + 0.01, yi - (h / 2 if r.votes is not None else 0), f"{p:.3f}", va="center", fontsize=7)
+        ax.text(min(p, 1) + 0.01, yi - shift, f"{p:.3f}", va="center", fontsize=7)
     ax.set_yticks(y, SUBMISSION_CLASSES, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 1.15)
