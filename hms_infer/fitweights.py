@@ -26,7 +26,7 @@ from .constants import VOTE_COLUMNS
 from .data import read_table
 from .errors import HMSInputError
 from .files import check_writable, write_text_atomic
-from .manifest import BLENDS, Manifest, load_manifest, manifest_from_dict
+from .manifest import BLENDS, Manifest, manifest_from_dict, read_manifest_yaml
 from .metric import solution_probabilities
 from .parity import read_oof, read_preds_dir
 
@@ -172,8 +172,8 @@ def fit_weights(table: str | Path, groups: Mapping[str, Mapping[int, np.ndarray]
         if path is not None:
             check_writable(path)
     source = str(manifest)
-    parsed = load_manifest(manifest)  # validated, with clear errors
-    raw = yaml.safe_load(Path(manifest).read_text())  # the fields as written, to write them back unchanged
+    raw = read_manifest_yaml(manifest)  # the fields as written, to write them back unchanged
+    parsed = manifest_from_dict(raw, str(Path(manifest)))  # validated, with clear errors
     how = blend or parsed.blend
     if how not in BLENDS:
         raise HMSInputError(f"--blend must be one of {BLENDS}, got {how!r}")

@@ -139,10 +139,11 @@ def manifest_from_dict(d: Any, source: str = "manifest") -> Manifest:
                     fallback=parse_fallback(d.get("fallback"), source))
 
 
-def load_manifest(path: str | Path) -> Manifest:
+def read_manifest_yaml(path: str | Path) -> Any:
+    """The manifest file's YAML as parsed, not yet validated (`manifest_from_dict`); clear errors if unreadable."""
     path = Path(path)
     try:
-        d = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise HMSInputError(f"{path}: manifest not found") from None
     except yaml.YAMLError as e:
@@ -151,7 +152,10 @@ def load_manifest(path: str | Path) -> Manifest:
         raise HMSInputError(f"{path}: not valid YAML ({where}{getattr(e, 'problem', None) or e})") from None
     except (OSError, UnicodeDecodeError) as e:
         raise HMSInputError(f"{path}: unreadable manifest ({e})") from None
-    return manifest_from_dict(d, str(path))
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    return manifest_from_dict(read_manifest_yaml(path), str(Path(path)))
 
 
 def save_manifest(manifest: Manifest, path: str | Path, header: str = "") -> None:
