@@ -16,7 +16,6 @@ torchrun) writes the pickle, its Parquet twin and the report of degraded / fallb
 """
 from __future__ import annotations
 
-import io
 import json
 import pickle
 import shutil
@@ -172,10 +171,8 @@ class _TensorsAsLists(pickle.Pickler):
 
 def write_pickle(path: str | Path, labels: Mapping[int, torch.Tensor]) -> None:
     """The training code's `oof_noisy_student.pkl`, atomically."""
-    buf = io.BytesIO()
-    _TensorsAsLists(buf, protocol=PICKLE_PROTOCOL).dump(dict(labels))
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getvalue())
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        _TensorsAsLists(f, protocol=PICKLE_PROTOCOL).dump(dict(labels))
 
 
 def label_frame(table: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
