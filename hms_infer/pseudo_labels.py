@@ -76,17 +76,15 @@ def fold_groups(table: pd.DataFrame, members: Sequence[Member], any_fold: bool, 
                 ) -> tuple[list[str], dict[str, list[int]]]:
     """Each row's group (`fold <f>`, or `ALL_MEMBERS` for a fold without members under `any_fold`) and each
     group's member indices into `members`. A fold without members is an error naming it, unless `any_fold`."""
-    folds = sorted(table["fold"].unique().tolist())
-    groups = {f"fold {f}": [i for i, m in enumerate(members) if m.fold == f] for f in folds}
-    empty = [f for f in folds if not groups[f"fold {f}"]]
+    folds = {f: [i for i, m in enumerate(members) if m.fold == f] for f in sorted(table["fold"].unique().tolist())}
+    empty = [f for f, idx in folds.items() if not idx]
     if empty and not any_fold:
         have = {m.name: m.fold for m in members}
         n = int(table["fold"].isin(empty).sum())
         raise HMSInputError(f"fold {empty[0]}: {source} has no member with fold {empty[0]} (folds without "
                             f"members: {empty}, {n} rows; member folds: {have}); give its checkpoints, or "
                             f"--any-fold to predict those rows with all members")
-    for f in empty:
-        del groups[f"fold {f}"]
+    groups = {f"fold {f}": idx for f, idx in folds.items() if idx}
     if empty:
         groups[ALL_MEMBERS] = list(range(len(members)))
     row_group = [ALL_MEMBERS if f in empty else f"fold {f}" for f in table["fold"].tolist()]
