@@ -26,9 +26,9 @@ from .constants import VOTE_COLUMNS
 from .data import read_table
 from .errors import HMSInputError
 from .files import check_writable, write_text_atomic
-from .manifest import BLENDS, Manifest, load_manifest, manifest_from_dict
+from .manifest import BLENDS, Manifest, manifest_from_dict, read_manifest_yaml
 from .metric import solution_probabilities
-from .parity import read_oof, read_preds_dir
+from .parity import integer_column, read_oof, read_preds_dir
 
 FITTED_HEADER = """\
 # hms_infer weights manifest: weights{temps} fitted by `python -m hms_infer fit-weights` on {rows} OOF rows.
@@ -73,12 +73,7 @@ def read_fold_table(path: str | Path) -> pd.DataFrame:
     missing = [c for c in VOTE_COLUMNS if c not in df.columns]
     if missing:
         raise HMSInputError(f"{path}: missing vote column(s) {missing}")
-    fold = pd.to_numeric(df["fold"], errors="coerce")
-    bad = (fold.isna() | (fold % 1 != 0)).to_numpy()
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise HMSInputError(f"{path} row {i}: fold {df['fold'].iloc[i]!r} is not an integer")
-    df["fold"] = fold.astype(np.int64)
+    df["fold"] = integer_column(df, "fold", path)
     dup = df["label_id"].duplicated().to_numpy()
     if dup.any():
         i = int(np.flatnonzero(dup)[0])
@@ -172,8 +167,8 @@ def fit_weights(table: str | Path, groups: Mapping[str, Mapping[int, np.ndarray]
         if path is not None:
             check_writable(path)
     source = str(manifest)
-    parsed = load_manifest(manifest)  # validated, with clear errors
-    raw = yaml.safe_load(Path(manifest).read_text())  # the fields as written, to write them back unchanged
+    raw = read_manifest_yaml(manifest)  # the fields as written, to write them back unchanged
+    parsed = manifest_from_dict(raw, str(Path(manifest)))  # validated, with clear errors
     how = blend or parsed.blend
     if how not in BLENDS:
         raise HMSInputError(f"--blend must be one of {BLENDS}, got {how!r}")

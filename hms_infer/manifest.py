@@ -85,6 +85,14 @@ def parse_fallback(value: Any, source: str) -> Fallback:
     return {c: probs.get(c, 0.0) for c in CLASSES}
 
 
+def _positive(m: dict, key: str, where: str) -> float:
+    """Member field `key` (default 1): a positive finite number."""
+    value = m.get(key, 1.0)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < math.inf:
+        raise HMSInputError(f"{where}: {key} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
 def manifest_from_dict(d: Any, source: str = "manifest") -> Manifest:
     """Validate a parsed manifest; every error names `source` and the member at fault."""
     if not isinstance(d, dict):
@@ -116,19 +124,14 @@ def manifest_from_dict(d: Any, source: str = "manifest") -> Manifest:
         for name in (arch.backbone, arch.backbone_comp):
             if not backbone_exists(name):
                 raise HMSInputError(f"{where}: timm has no model {name!r} (check the arch's backbone names)")
-        weight = m.get("weight", 1.0)
-        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 < weight < math.inf:
-            raise HMSInputError(f"{where}: weight must be a positive finite number, got {weight!r}")
-        temperature = m.get("temperature", 1.0)
-        if (not isinstance(temperature, (int, float)) or isinstance(temperature, bool)
-                or not 0 < temperature < math.inf):
-            raise HMSInputError(f"{where}: temperature must be a positive finite number, got {temperature!r}")
+        weight = _positive(m, "weight", where)
+        temperature = _positive(m, "temperature", where)
         fold = m.get("fold")
         if fold is not None and (not isinstance(fold, int) or isinstance(fold, bool)):
             raise HMSInputError(f"{where}: fold must be an integer or null, got {fold!r}")
         members.append(Member(name=str(m.get("name") or f"member{i}"), checkpoint=str(m["checkpoint"]),
-                              arch=m["arch"], weight=float(weight), sha256=m.get("sha256") or None, fold=fold,
-                              temperature=float(temperature)))
+                              arch=m["arch"], weight=weight, sha256=m.get("sha256") or None, fold=fold,
+                              temperature=temperature))
     names = [m.name for m in members]
     if len(set(names)) != len(names):
         raise HMSInputError(f"{source}: member names must be unique, got {names}")
@@ -139,10 +142,11 @@ def manifest_from_dict(d: Any, source: str = "manifest") -> Manifest:
                     fallback=parse_fallback(d.get("fallback"), source))
 
 
-def load_manifest(path: str | Path) -> Manifest:
+def read_manifest_yaml(path: str | Path) -> Any:
+    """The manifest file's YAML as parsed, not yet validated (`manifest_from_dict`); clear errors if unreadable."""
     path = Path(path)
     try:
-        d = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise HMSInputError(f"{path}: manifest not found") from None
     except yaml.YAMLError as e:
@@ -151,7 +155,10 @@ def load_manifest(path: str | Path) -> Manifest:
         raise HMSInputError(f"{path}: not valid YAML ({where}{getattr(e, 'problem', None) or e})") from None
     except (OSError, UnicodeDecodeError) as e:
         raise HMSInputError(f"{path}: unreadable manifest ({e})") from None
-    return manifest_from_dict(d, str(path))
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    return manifest_from_dict(read_manifest_yaml(path), str(Path(path)))
 
 
 def save_manifest(manifest: Manifest, path: str | Path, header: str = "") -> None:

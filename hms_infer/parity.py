@@ -39,13 +39,18 @@ def read_train_table(path: str | Path) -> pd.DataFrame:
     if missing:
         raise HMSInputError(f"{path}: missing column(s) {missing} (parity needs {list(TABLE_COLUMNS)})")
     for col in ("eeg_sub_id", "fold"):
-        num = pd.to_numeric(df[col], errors="coerce")
-        bad = (num.isna() | (num % 1 != 0)).to_numpy()
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise HMSInputError(f"{path} row {i}: {col} {df[col].iloc[i]!r} is not an integer")
-        df[col] = num.astype(np.int64)
+        df[col] = integer_column(df, col, path)
     return df
+
+
+def integer_column(df: pd.DataFrame, col: str, path: str | Path) -> pd.Series:
+    """Column `col` as int64; an error naming the first row that is not an integer."""
+    num = pd.to_numeric(df[col], errors="coerce")
+    bad = (num.isna() | (num % 1 != 0)).to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise HMSInputError(f"{path} row {i}: {col} {df[col].iloc[i]!r} is not an integer")
+    return num.astype(np.int64)
 
 
 def validation_rows(table: pd.DataFrame) -> pd.DataFrame:

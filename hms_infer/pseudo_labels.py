@@ -16,7 +16,6 @@ torchrun) writes the pickle, its Parquet twin and the report of degraded / fallb
 """
 from __future__ import annotations
 
-import io
 import json
 import pickle
 import shutil
@@ -77,17 +76,15 @@ def fold_groups(table: pd.DataFrame, members: Sequence[Member], any_fold: bool, 
                 ) -> tuple[list[str], dict[str, list[int]]]:
     """Each row's group (`fold <f>`, or `ALL_MEMBERS` for a fold without members under `any_fold`) and each
     group's member indices into `members`. A fold without members is an error naming it, unless `any_fold`."""
-    folds = sorted(table["fold"].unique().tolist())
-    groups = {f"fold {f}": [i for i, m in enumerate(members) if m.fold == f] for f in folds}
-    empty = [f for f in folds if not groups[f"fold {f}"]]
+    folds = {f: [i for i, m in enumerate(members) if m.fold == f] for f in sorted(table["fold"].unique().tolist())}
+    empty = [f for f, idx in folds.items() if not idx]
     if empty and not any_fold:
         have = {m.name: m.fold for m in members}
         n = int(table["fold"].isin(empty).sum())
         raise HMSInputError(f"fold {empty[0]}: {source} has no member with fold {empty[0]} (folds without "
                             f"members: {empty}, {n} rows; member folds: {have}); give its checkpoints, or "
                             f"--any-fold to predict those rows with all members")
-    for f in empty:
-        del groups[f"fold {f}"]
+    groups = {f"fold {f}": idx for f, idx in folds.items() if idx}
     if empty:
         groups[ALL_MEMBERS] = list(range(len(members)))
     row_group = [ALL_MEMBERS if f in empty else f"fold {f}" for f in table["fold"].tolist()]
@@ -172,10 +169,8 @@ class _TensorsAsLists(pickle.Pickler):
 
 def write_pickle(path: str | Path, labels: Mapping[int, torch.Tensor]) -> None:
     """The training code's `oof_noisy_student.pkl`, atomically."""
-    buf = io.BytesIO()
-    _TensorsAsLists(buf, protocol=PICKLE_PROTOCOL).dump(dict(labels))
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.getvalue())
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        _TensorsAsLists(f, protocol=PICKLE_PROTOCOL).dump(dict(labels))
 
 
 def label_frame(table: pd.DataFrame, probs: np.ndarray) -> pd.DataFrame:
