@@ -24,6 +24,7 @@ from torch import nn
 
 from .errors import HMSInputError
 from .models import ArchConfig, create_model
+from .models.backbone import is_hgnetv2
 
 T = TypeVar("T")
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -233,7 +234,7 @@ def place_members(archs: Sequence[ArchConfig], devices: Sequence[torch.device]) 
 
 def activation_gib(arch: ArchConfig, precision: str) -> float:
     """Estimated peak activation memory of one view-sample of `arch` (GiB)."""
-    family = "hgnetv2" if arch.backbone.startswith("hgnetv2") else "other"
+    family = "hgnetv2" if is_hgnetv2(arch.backbone) else "other"
     per = ACTIVATION_GIB_PER_COLUMN[family] * 24 * arch.wavenet.out_channels
     return per * (2 if precision == "fp32" else 1)
 
