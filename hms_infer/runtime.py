@@ -154,8 +154,11 @@ def _warn_once(key: str, message: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
+@lru_cache(maxsize=None)
 def triton_problem(device: torch.device, dtype: torch.dtype) -> str | None:
-    """Why the fused WaveNet kernel cannot run on `device` in `dtype` (None: it compiled and matched eager)."""
+    """Why the fused WaveNet kernel cannot run on `device` in `dtype` (None: it compiled and matched eager).
+    Probed once per device and dtype in a process: every `Ensemble` (pseudo-labels builds one per fold group,
+    bench one more for its profile) asks again."""
     from .models.wavenet import WaveBlock
     from .models.wavenet_fast import FastWaveBlock
     try:
