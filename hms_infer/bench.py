@@ -29,7 +29,7 @@ from .data import Competition
 from .ensemble import Ensemble, LoadedMember
 from .errors import HMSInputError
 from .files import write_text_atomic
-from .loader import ModelInputs
+from .loader import ModelInputs, _collate
 from .manifest import Manifest, Member, load_manifest, parse_tta
 from .models import HMSModel, create_model, resolve_arch
 from .runtime import (
@@ -159,11 +159,10 @@ def profile_stages(ens: Ensemble, comp: Competition, batch_size: int) -> dict[st
     t = time.perf_counter()
     items = [inputs[k] for k in range(n)]
     read_s = time.perf_counter() - t
-    for item in items:
-        if isinstance(item, HMSInputError):
-            raise item
-    electrodes = torch.from_numpy(np.stack([it[1] for it in items]))
-    spect = torch.from_numpy(np.stack([it[2] for it in items]))
+    batch = _collate(items)
+    if isinstance(batch, HMSInputError):
+        raise batch
+    _, electrodes, spect, _ = batch
     cuda = [d for d in ens.devices if d.type == "cuda"]
     if cuda:
         electrodes, spect = electrodes.pin_memory(), spect.pin_memory()

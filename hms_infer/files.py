@@ -10,13 +10,18 @@ from typing import Iterator
 from .errors import HMSInputError
 
 
+def _beside(path: Path, suffix: str) -> Path:
+    """A fresh hidden name beside `path`: process id and a random tag, so that concurrent writers never collide."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.{suffix}")
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary path beside `path` for the caller to create; on success rename it over `path`,
     on error delete it. The caller creates the file, so it gets the usual permissions (umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = _beside(path, "tmp")
     try:
         yield tmp
         os.replace(tmp, path)
@@ -35,7 +40,7 @@ def check_writable(path: str | Path) -> None:
     path = Path(path)
     if path.is_dir():
         raise HMSInputError(f"{path}: is a folder; give the file to write")
-    probe = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.probe")
+    probe = _beside(path, "probe")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")

@@ -77,9 +77,14 @@ def resolve_workers(num_workers: int | str) -> int:
     return n
 
 
-def _loader(inputs: ModelInputs, batch_size: int, workers: int, pin_memory: bool) -> DataLoader:
-    return DataLoader(inputs, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
-                      pin_memory=pin_memory, persistent_workers=False, prefetch_factor=2 if workers else None)
+def _loader(inputs: ModelInputs, batch_size: int, workers: int, pin_memory: bool) -> Iterator[Batch]:
+    """The `Batch`es of `inputs`; a fatal input error (returned by `ModelInputs`) is raised here."""
+    loader = DataLoader(inputs, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
+                        pin_memory=pin_memory, persistent_workers=False, prefetch_factor=2 if workers else None)
+    for batch in loader:
+        if isinstance(batch, HMSInputError):
+            raise batch
+        yield batch
 
 
 def batches(competition: Competition, batch_size: int, num_workers: int | str, pin_memory: bool = False,
@@ -94,8 +99,6 @@ def batches(competition: Competition, batch_size: int, num_workers: int | str, p
     done = 0
     try:
         for batch in _loader(inputs, batch_size, workers, pin_memory):
-            if isinstance(batch, HMSInputError):
-                raise batch
             done += 1
             yield batch
         return
@@ -105,7 +108,4 @@ def batches(competition: Competition, batch_size: int, num_workers: int | str, p
         log.warning("a DataLoader worker died (%s); reading the remaining rows in the main process",
                     str(e).splitlines()[0])
     rest = ModelInputs(competition, inputs.rows[done * batch_size:], strict)
-    for batch in _loader(rest, batch_size, 0, pin_memory):
-        if isinstance(batch, HMSInputError):
-            raise batch
-        yield batch
+    yield from _loader(rest, batch_size, 0, pin_memory)

@@ -24,6 +24,7 @@ from torch import nn
 
 from .errors import HMSInputError
 from .models import ArchConfig, create_model
+from .models.backbone import is_hgnetv2
 
 T = TypeVar("T")
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -153,8 +154,11 @@ def _warn_once(key: str, message: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
+@lru_cache(maxsize=None)
 def triton_problem(device: torch.device, dtype: torch.dtype) -> str | None:
-    """Why the fused WaveNet kernel cannot run on `device` in `dtype` (None: it compiled and matched eager)."""
+    """Why the fused WaveNet kernel cannot run on `device` in `dtype` (None: it compiled and matched eager).
+    Probed once per device and dtype in a process: every `Ensemble` (pseudo-labels builds one per fold group,
+    bench one more for its profile) asks again."""
     from .models.wavenet import WaveBlock
     from .models.wavenet_fast import FastWaveBlock
     try:
@@ -233,7 +237,7 @@ def place_members(archs: Sequence[ArchConfig], devices: Sequence[torch.device]) 
 
 def activation_gib(arch: ArchConfig, precision: str) -> float:
     """Estimated peak activation memory of one view-sample of `arch` (GiB)."""
-    family = "hgnetv2" if arch.backbone.startswith("hgnetv2") else "other"
+    family = "hgnetv2" if is_hgnetv2(arch.backbone) else "other"
     per = ACTIVATION_GIB_PER_COLUMN[family] * 24 * arch.wavenet.out_channels
     return per * (2 if precision == "fp32" else 1)
 
