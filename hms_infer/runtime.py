@@ -59,13 +59,13 @@ def resolve_devices(device: str = "auto") -> list[torch.device]:
             raise HMSInputError("--device cuda: no CUDA device is visible")
         return [torch.device("cpu")]
     try:
-        devices = list(dict.fromkeys(torch.device(d.strip()) for d in device.split(",")))
+        devices = [torch.device(d.strip()) for d in device.split(",")]
     except RuntimeError as e:
         raise HMSInputError(f"--device {device!r}: {e}") from None
     cuda = [d for d in devices if d.type == "cuda"]
     if cuda and not torch.cuda.is_available():
         raise HMSInputError(f"--device {device}: no CUDA device is visible")
-    devices = [torch.device("cuda", d.index or 0) if d.type == "cuda" else d for d in devices]
+    devices = list(dict.fromkeys(torch.device("cuda", d.index or 0) if d.type == "cuda" else d for d in devices))
     for d in devices:
         if d.type == "cuda" and d.index >= torch.cuda.device_count():
             raise HMSInputError(f"--device {device}: {d} does not exist ({torch.cuda.device_count()} visible)")

@@ -52,6 +52,15 @@ def test_device_strings():
         resolve_devices("tpu")
 
 
+def test_device_strings_name_each_gpu_once(monkeypatch):
+    """`cuda` is `cuda:0`: listed beside it, one device (two would each get members and a launching thread)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    cuda0, cuda1 = torch.device("cuda", 0), torch.device("cuda", 1)
+    assert resolve_devices("cuda,cuda:0") == [cuda0]
+    assert resolve_devices("cuda:1, cuda ,cuda:1") == [cuda1, cuda0]
+
+
 def test_cpu_and_fp32_use_the_merged_convs_and_the_reference_path_stays_eager():
     assert wave_backend([CPU], "fp32", fast=True) == "merged"
     assert wave_backend([CPU], "bf16", fast=True) == "merged"
