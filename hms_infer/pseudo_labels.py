@@ -233,9 +233,7 @@ def pseudo_labels(data_dir: str | Path, table: str | Path, manifest: str | Path 
     needed = sorted({i for idx in groups.values() for i in idx})
     ens = Ensemble.from_manifest(Manifest([chosen[i] for i in needed], manifest.tta, manifest.blend,
                                           fallback=manifest.fallback), weights_dir, device, precision, tta)
-    loaded = dict(zip(needed, ens.members))
-    sub = {g: Ensemble([loaded[i] for i in idx], ens.tta, ens.blend_mode, ens.precision, ens.fast,
-                       fallback=ens.fallback) for g, idx in groups.items()}
+    sub = {g: ens.subset(ens.tta, [needed.index(i) for i in idx]) for g, idx in groups.items()}  # models shared
     size = ens.batch_size(batch_size)
     t1 = time.perf_counter()
 
