@@ -33,13 +33,15 @@ from .manifest import Fallback, Manifest, load_manifest, parse_tta
 from .models import ArchConfig, HMSModel, create_model, resolve_arch
 from .models.multiview import forward_views, view_plan
 from .preprocess import montage_index
+from .models.wavenet_fast import fast_blocks, set_backend
 from .runtime import (
-    DevicePool, DeviceTimer, RunStats, auto_batch_size, autocast, configure_backends, on_device, place_members,
-    prepare, resolve_devices, resolve_precision, wave_backend,
+    DevicePool, DeviceTimer, RunStats, auto_batch_size, autocast, configure_backends, free_memory, is_out_of_memory,
+    on_device, place_members, prepare, raise_compile_limits, resolve_devices, resolve_precision, wave_backend,
 )
 from .submission import to_submission, write_submission
 
 log = logging.getLogger(__name__)
+COMPILE_GRAPHS_PER_MEMBER = 32  # a compiled graph per view set (time-budget levels) x batch size (OOM halves)
 _INDEX: dict[tuple[torch.device, tuple[str, ...]], torch.Tensor] = {}
 
 
@@ -103,9 +105,17 @@ class Ensemble:
         self.plan = view_plan(tuple(self.tta))
         devices = self.devices
         configure_backends(devices, precision)
-        self.wave_backend = wave_backend(devices, precision, fast)
-        for m in self.members:
-            prepare(m.model, m.device, precision, self.wave_backend)
+        backend = wave_backend(devices, precision, fast)
+        failed = {m.name: prepare(m.model, m.device, precision, backend) for m in self.members}  # main thread
+        failed = {name: problem for name, problem in failed.items() if problem}
+        if failed:
+            log.warning("the fused WaveNet kernel failed its check for %d of %d members, which run the merged gate "
+                        "convs: %s", len(failed), len(self.members),
+                        "; ".join(f"{name}: {problem}" for name, problem in failed.items()))
+        self._rows_per_pass: int | None = None  # set by an out-of-memory error, kept for the rest of the run
+        self._compiled: set[tuple[str, int, tuple[str, ...], bool]] = set()  # shared with `subset`s
+        if compile:
+            raise_compile_limits(COMPILE_GRAPHS_PER_MEMBER * len(self.members))
         self._forwards = [self._member_forward(m, compile) for m in self.members]
         self._pool = DevicePool(devices)
 
@@ -157,6 +167,15 @@ class Ensemble:
     def devices(self) -> list[torch.device]:
         return list(dict.fromkeys(m.device for m in self.members))
 
+    @property
+    def wave_backend(self) -> str:
+        """How the members' WaveNet levels run: `eager`, `merged`, `triton`, or `triton (merged: <members>)`."""
+        kinds = {m.name: (fast_blocks(m.model) or [None])[0] for m in self.members}
+        kinds = {name: "eager" if block is None else block.backend for name, block in kinds.items()}
+        if len(set(kinds.values())) == 1:
+            return next(iter(kinds.values()))
+        return f"triton (merged: {', '.join(n for n, k in kinds.items() if k == 'merged')})"
+
     def _member_forward(self, m: LoadedMember, compile: bool, heads: bool = False
                         ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """(eeg, spect) -> (B, V, 6) `head_all` logits (`heads`: (B, V, 4, 6), every head in `HEADS` order); eeg is
@@ -169,9 +188,21 @@ class Ensemble:
                 return torch.stack([o["all"] for o in outs], 1)
             return each_view
         chunk = None if m.device.type == "cuda" else 1  # see forward_views
-        self.plan.tensors(m.device)  # made now: a compiled forward must not see the plan's cache change
-        forward = functools.partial(forward_views, m.model, plan=self.plan, chunk=chunk, heads=heads)
-        return torch.compile(forward, dynamic=False) if compile else forward
+        plan = self.plan
+        plan.tensors(m.device)  # made now: a compiled forward must not see the plan's cache change
+        forward = functools.partial(forward_views, m.model, plan=plan, chunk=chunk, heads=heads)
+        if not compile:
+            return forward
+        compiled = torch.compile(forward, dynamic=False)
+
+        def run(eeg: torch.Tensor, spect: torch.Tensor) -> torch.Tensor:
+            key = (m.name, eeg.shape[0], plan.views, heads)
+            if key not in self._compiled:  # a new graph: minutes, which a time budget should see in the log
+                self._compiled.add(key)
+                log.info("torch.compile: member %s compiles a graph for %d rows x views %s", m.name, eeg.shape[0],
+                         ",".join(plan.views))
+            return compiled(eeg, spect)
+        return run
 
     def _montage(self, electrodes: torch.Tensor) -> torch.Tensor:
         """(B, 19, T) -> the fast path's (B, 24, T) `none` montage, or the reference path's (B, V, 24, T) views."""
@@ -198,26 +229,63 @@ class Ensemble:
         """(B, 19, T) electrodes, (B, 10, 300, 100) spectrogram -> (M, B, V, 6) float32 `head_all` logits on CPU;
         `heads`: (M, B, V, 4, 6), every head in `HEADS` order from the same pass (eager, never compiled).
 
-        On a CUDA out-of-memory error the batch runs in two halves (and so on, down to one row).
+        On a CUDA out-of-memory error (cuBLAS and cuDNN allocation failures too) the failed pass's memory is freed
+        and its rows run in passes of half as many, down to one row (still out of memory: NaN logits, so the row
+        falls back); the size that fits is kept for the rest of the run, logged once per size.
         """
+        n = len(electrodes)
+        size = min(n, self._rows_per_pass or n)
+        parts, start = [], 0
+        while start < n:
+            stop = min(start + size, n)
+            logits = self._pass(electrodes[start:stop], spect[start:stop], stats, heads)
+            if logits is not None:
+                parts.append(logits)
+                start = stop
+            elif size == 1:
+                log.error("CUDA out of memory even for one row on %s (%d members x %d views): the row falls back",
+                          ",".join(map(str, self.devices)), len(self.members), len(self.tta))
+                head_dim = (len(HEADS),) if heads else ()
+                parts.append(torch.full((len(self.members), 1, len(self.tta), *head_dim, 6), float("nan")))
+                start = stop
+            else:
+                size = self._rows_per_pass = (size + 1) // 2
+                log.warning("CUDA out of memory at %d rows per pass: running %d rows per pass from now on, in halves "
+                            "(lower --batch-size)", stop - start, size)
+        return torch.cat(parts, dim=1)
+
+    def _pass(self, electrodes: torch.Tensor, spect: torch.Tensor, stats: RunStats | None, heads: bool
+              ) -> torch.Tensor | None:
+        """(M, n, V, 6) logits of every member on every device, or None when a device ran out of memory: then the
+        failed pass's tensors (held by the error's frames) are freed once this handler is left, before a retry."""
         try:
             done: dict[int, torch.Tensor] = {}
             work = {d: self._runner(d, electrodes, spect, stats, heads) for d in self.devices}
             for part in self._pool.map(work).values():
                 done.update(part)
-        except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            n = len(electrodes)
-            if n == 1:  # NaN logits: the row falls back (or, with strict, is an error)
-                log.error("CUDA out of memory even for one row on %s (%d members x %d views)",
-                          ",".join(map(str, self.devices)), len(self.members), len(self.tta))
-                head_dim = (len(HEADS),) if heads else ()
-                return torch.full((len(self.members), 1, len(self.tta), *head_dim, 6), float("nan"))
-            log.warning("CUDA out of memory at %d rows per batch: running it in halves (lower --batch-size)", n)
-            h = (n + 1) // 2
-            return torch.cat([self.member_logits(electrodes[:h], spect[:h], stats, heads),
-                              self.member_logits(electrodes[h:], spect[h:], stats, heads)], dim=1)
-        return torch.stack([done[i] for i in range(len(self.members))])
+            return torch.stack([done[i] for i in range(len(self.members))])
+        except Exception as e:  # noqa: BLE001  filtered below; anything else propagates
+            if not is_out_of_memory(e):
+                raise
+        free_memory(self.devices)
+        return None
+
+    def _member_pass(self, i: int, eeg: torch.Tensor, spect: torch.Tensor, heads: bool) -> torch.Tensor:
+        """Member i's logits; where its fused WaveNet levels fail (a late compile or launch error, not a lack of
+        memory) the member switches to the merged convs for good, with one warning, and runs this batch again."""
+        m = self.members[i]
+        forward = self._member_forward(m, False, True) if heads else self._forwards[i]
+        try:
+            return forward(eeg, spect).float()
+        except Exception as e:  # noqa: BLE001  filtered below; anything else propagates
+            fused = any(b.backend == "triton" for b in fast_blocks(m.model))
+            if is_out_of_memory(e) or not fused:
+                raise
+            reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        set_backend(m.model, "merged")
+        log.warning("member %s: the fused WaveNet kernel failed on %s (%s); it runs the merged gate convs from now "
+                    "on, starting with this batch again", m.name, m.device, reason)
+        return forward(eeg, spect).float()
 
     def _runner(self, dev: torch.device, electrodes: torch.Tensor, spect: torch.Tensor, stats: RunStats | None,
                 heads: bool = False) -> Callable[[], dict[int, torch.Tensor]]:
@@ -232,8 +300,7 @@ class Ensemble:
                 outs = []
                 for i in mine:
                     with autocast(dev, self.precision):
-                        forward = self._member_forward(self.members[i], False, True) if heads else self._forwards[i]
-                        outs.append(forward(eeg, s).float())
+                        outs.append(self._member_pass(i, eeg, s, heads))
                 elapsed = timer.stop()
                 logits = torch.stack(outs).cpu()
             if stats is not None:

@@ -11,10 +11,11 @@ GPU-REVIEW.md:
 from __future__ import annotations
 
 import contextlib
+import gc
+import logging
 import os
 import time
-import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Mapping, Sequence, TypeVar
@@ -26,6 +27,7 @@ from .errors import HMSInputError
 from .models import ArchConfig, create_model
 from .models.backbone import is_hgnetv2
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 MAX_AUTO_BATCH = 32
@@ -111,9 +113,10 @@ def on_device(device: torch.device) -> contextlib.AbstractContextManager:
 
 
 def set_tf32(enabled: bool) -> None:
+    """TF32 for fp32 convs and matmuls on Ampere and newer (all of cuDNN: convs and RNNs alike)."""
     mode = "tf32" if enabled else "ieee"
-    if hasattr(torch.backends.cudnn, "conv") and hasattr(torch.backends.cudnn.conv, "fp32_precision"):
-        torch.backends.cudnn.conv.fp32_precision = mode
+    if hasattr(torch.backends.cudnn, "fp32_precision"):
+        torch.backends.cudnn.fp32_precision = mode
         torch.backends.cuda.matmul.fp32_precision = mode
     else:  # torch < 2.9
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = enabled
@@ -145,64 +148,96 @@ def first_convs_in_fp32(model: nn.Module) -> None:
             conv.__class__ = _fp32_class(type(conv))
 
 
-_warned: set[str] = set()
+WAVENET_BACKEND_ENV = "HMS_WAVENET_BACKEND"  # auto (default) | merged | triton (also below sm_80)
+_logged: set[str] = set()
 
 
-def _warn_once(key: str, message: str) -> None:
-    if key not in _warned:
-        _warned.add(key)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
-
-
-@lru_cache(maxsize=None)
-def triton_problem(device: torch.device, dtype: torch.dtype) -> str | None:
-    """Why the fused WaveNet kernel cannot run on `device` in `dtype` (None: it compiled and matched eager).
-    Probed once per device and dtype in a process: every `Ensemble` (pseudo-labels builds one per fold group,
-    bench one more for its profile) asks again."""
-    from .models.wavenet import WaveBlock
-    from .models.wavenet_fast import FastWaveBlock
-    try:
-        from .kernels import wave_level  # noqa: F401
-        block = WaveBlock(4, 8, 3).to(device).eval()
-        x = torch.randn(2, 4, 300, device=device)
-        with torch.inference_mode(), on_device(device), torch.autocast("cuda", dtype=dtype):
-            want = FastWaveBlock(block, "merged", dtype)(x).float()
-            got = FastWaveBlock(block, "triton", dtype)(x).float()
-        err = (got - want).abs().max().item()
-        if not err < 0.05:
-            return f"probe differs from the merged convs by {err:.3g}"
-    except Exception as e:  # noqa: BLE001  any compile or launch failure means: use the merged convs
-        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-    return None
+def log_once(key: str, level: int, message: str) -> None:
+    """Log `message` the first time `key` comes up in this process."""
+    if key not in _logged:
+        _logged.add(key)
+        log.log(level, message)
 
 
 def wave_backend(devices: Sequence[torch.device], precision: str, fast: bool) -> str:
-    """`eager` for the reference path; `triton` on GPUs with fp16/bf16 where the kernel runs; else `merged`."""
+    """The WaveNet levels' backend before each member's check (`prepare`): `eager` for the reference path;
+    `triton` on GPUs of sm_80 or newer with fp16/bf16 where Triton imports; else `merged`. Triton no longer
+    supports sm_75 (the T4; triton-lang/triton#10918): there `HMS_WAVENET_BACKEND=triton` opts in;
+    `HMS_WAVENET_BACKEND=merged` never fuses."""
     if not fast:
         return "eager"
-    dtype = PRECISIONS[precision]
-    if dtype is None or any(d.type != "cuda" for d in devices):
+    choice = os.environ.get(WAVENET_BACKEND_ENV, "auto")
+    if choice not in ("auto", "merged", "triton"):
+        raise HMSInputError(f"{WAVENET_BACKEND_ENV} must be auto, merged or triton, got {choice!r}")
+    if PRECISIONS[precision] is None or any(d.type != "cuda" for d in devices) or choice == "merged":
         return "merged"
-    for d in devices:
-        problem = triton_problem(d, dtype)
-        if problem:
-            _warn_once("triton", f"the fused WaveNet kernel cannot run on {device_name(d)} ({problem}); "
-                                 f"using the merged gate convs instead")
-            return "merged"
+    old = [d for d in devices if torch.cuda.get_device_capability(d) < (8, 0)]
+    if old and choice == "auto":
+        log_once("sm80", logging.INFO, f"the fused WaveNet kernel is off on {device_name(old[0])} (Triton "
+                 f"supports sm_80 and newer; {WAVENET_BACKEND_ENV}=triton opts in): using the merged gate convs")
+        return "merged"
+    try:
+        from .kernels import wave_level  # noqa: F401
+    except Exception as e:  # noqa: BLE001  no Triton, or one that cannot build the kernel
+        log_once("triton-import", logging.WARNING, f"the fused WaveNet kernel is unavailable "
+                 f"({type(e).__name__}: {e}); using the merged gate convs")
+        return "merged"
     return "triton"
 
 
-def prepare(model: nn.Module, device: torch.device, precision: str, backend: str) -> nn.Module:
+def prepare(model: nn.Module, device: torch.device, precision: str, backend: str) -> str | None:
     """Ready a loaded model for its device and precision, in place (parameters and state-dict keys unchanged):
     the WaveNet `backend` (`models.wavenet_fast`), fp32 first convs for bf16, channels-last 2-D convs on GPUs
-    (cuDNN's tensor-core convs are NHWC) for the fast path."""
-    from .models.wavenet_fast import accelerate
+    (cuDNN's tensor-core convs are NHWC) for the fast path. With `triton`, the fused levels are compiled and
+    checked on `device` now, in the calling thread (`wavenet_fast.check_fused`); where they fail the model runs
+    the merged convs and the reason is returned (else None)."""
+    from .models.wavenet_fast import accelerate, check_fused, set_backend
     accelerate(model, backend, PRECISIONS[precision])
     if precision == "bf16":
         first_convs_in_fp32(model)
     if backend != "eager" and device.type == "cuda" and precision != "fp32":
         model.to(memory_format=torch.channels_last)
-    return model
+    if backend != "triton":
+        return None
+    with on_device(device):
+        problem = check_fused(model, device, PRECISIONS[precision])
+    if problem:
+        set_backend(model, "merged")
+    return problem
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """A CUDA allocation failure: torch's OutOfMemoryError, or a cuBLAS / cuDNN / CUDA error that says so."""
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and any(
+        s in text for s in ("out of memory", "ALLOC_FAILED", "CUDNN_STATUS_NOT_ENOUGH_WORKSPACE"))
+
+
+def free_memory(devices: Sequence[torch.device]) -> None:
+    """Collect what a failed pass left (its frames sit in reference cycles with its exception) and return the
+    cached blocks to the GPUs."""
+    gc.collect()
+    for d in devices:
+        if d.type == "cuda":
+            with torch.cuda.device(d):
+                torch.cuda.empty_cache()
+
+
+def raise_compile_limits(graphs: int) -> None:
+    """Let Dynamo keep `graphs` compiled graphs of one function: the members share `forward_views`' code, and each
+    member, view set (time-budget levels) and batch size (out-of-memory halves) is a graph of its own; at the
+    default limit (8) Dynamo falls back to eager silently."""
+    config = torch._dynamo.config
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(config, name):
+            setattr(config, name, max(getattr(config, name), graphs))
+            break
+    for name in ("accumulated_recompile_limit", "accumulated_cache_size_limit"):
+        if hasattr(config, name):
+            setattr(config, name, max(getattr(config, name), graphs))
+            break
 
 
 @lru_cache(maxsize=None)
@@ -308,14 +343,23 @@ class DeviceTimer:
 
 
 class DevicePool:
-    """One launching thread per GPU, so that members on different GPUs overlap; the CPU runs inline."""
+    """One launching thread per GPU, so that members on different GPUs overlap; the CPU runs inline.
 
-    def __init__(self, devices: Sequence[torch.device]):
-        parallel = len(devices) > 1 and all(d.type == "cuda" for d in devices)
-        self._pool = ThreadPoolExecutor(len(devices), thread_name_prefix="hms-gpu") if parallel else None
+    `threads`: force (True) or forbid (False) the threads; default: when there are several GPUs."""
+
+    def __init__(self, devices: Sequence[torch.device], threads: bool | None = None):
+        if threads is None:
+            threads = len(devices) > 1 and all(d.type == "cuda" for d in devices)
+        self._pool = ThreadPoolExecutor(len(devices), thread_name_prefix="hms-gpu") if threads else None
 
     def map(self, work: Mapping[torch.device, Callable[[], T]]) -> dict[torch.device, T]:
+        """Each device's result; when some fail, the first device's error is raised once every device is done
+        (never while another device still computes: a retry must not pile work onto a busy GPU)."""
         if self._pool is None:
             return {d: fn() for d, fn in work.items()}
         futures = {d: self._pool.submit(fn) for d, fn in work.items()}
+        wait(futures.values())
+        for f in futures.values():
+            if f.exception() is not None:
+                raise f.exception()
         return {d: f.result() for d, f in futures.items()}

@@ -114,10 +114,9 @@ for cin, c, levels, t in [(1, 4, 8, 300), (12, 16, 3, 97), (24, 28, 2, 64)]:
         want = block(x0)
         res = block.conv1x1(x0)
         for dtype in (torch.float32, torch.float16):
-            gw, gb, sw, sb = fast._weights(dtype)
             x = res.to(dtype)
             for k in range(levels):  # dilations up to 128, beyond the signal: the halo is all padding
-                x = wave_level(x, res.to(dtype), gw[k], gb[k], sw[k], sb[k], 2 ** k)
+                x = wave_level(x, res.to(dtype), *fast.level_weights(k, dtype), 2 ** k)
             err = (x.float() - want).abs().max().item() / want.abs().max().item()
             out.append({"c": c, "t": t, "dtype": str(dtype), "rel_err": err, "finite": bool(x.isfinite().all())})
 print(json.dumps(out))
@@ -134,3 +133,96 @@ def test_triton_kernel_matches_the_eager_levels_under_the_interpreter():
     for r in results:
         assert r["finite"], r
         assert r["rel_err"] < (1e-6 if r["dtype"] == "torch.float32" else 5e-3), r
+
+
+RACE_CHECK = """
+import json, os, threading, time, torch, triton
+assert os.environ["TRITON_INTERPRET"] == "1"
+from hms_infer.kernels import wave_level as K
+SLEEP = 0.5
+kernel, first_timing = K._wave_level_kernel, threading.Event()
+if isinstance(kernel, triton.runtime.Autotuner):  # tuned as on a GPU: several tiles, each timed (which takes time)
+    kernel.configs = [triton.Config({"BLOCK_T": 32}), triton.Config({"BLOCK_T": 64})]
+    def timed(call, quantiles):
+        call()
+        first_timing.set()
+        time.sleep(SLEEP)
+        return [1.0, 1.0, 1.0]
+    kernel._do_bench = timed
+    lock, run = threading.Lock(), kernel.fn.run  # the interpreter is not thread-safe (compiled GPU kernels are):
+    def serialised(*a, **kw):                    # serialise it, so that what is left is the autotuner's state
+        with lock:
+            return run(*a, **kw)
+    kernel.fn.run = serialised
+errors, worst = [], {}
+
+def level(c, second):
+    g = torch.Generator().manual_seed(c)
+    x, res = torch.randn(2, c, 64, generator=g), torch.randn(2, c, 64, generator=g)
+    gw, gb = torch.randn(3 * c, c, 3, generator=g) / (3 * c) ** .5, torch.randn(3 * c, generator=g) * .1
+    sw, sb = torch.randn(c, c, generator=g) / c ** .5, torch.randn(c, generator=g) * .1
+    s, t, m = torch.nn.functional.conv1d(x, gw, gb, padding=2, dilation=2).chunk(3, 1)
+    want = torch.nn.functional.conv1d(torch.sigmoid(s) * torch.tanh(t) * torch.nn.functional.mish(m), sw[..., None],
+                                      sb) + res
+    if second:  # arrive while the first thread is in the middle of its first launch
+        first_timing.wait(timeout=1)
+        time.sleep(SLEEP / 2)
+    try:
+        got = K.wave_level(x, res, gw, gb, sw, sb, 2)
+        worst[c] = ((got - want).abs().max() / want.abs().max()).item()
+    except Exception as e:
+        errors.append(f"{type(e).__name__}: {e}")
+
+# two channel counts never launched before, one thread each (as the launching threads of two GPUs)
+threads = [threading.Thread(target=level, args=(c, second)) for c, second in ((8, False), (16, True))]
+[t.start() for t in threads]; [t.join() for t in threads]
+print(json.dumps({"errors": errors, "worst": worst}))
+"""
+
+
+def test_two_launching_threads_meeting_new_channel_counts_do_not_crash():
+    """Each GPU has its own launching thread (`DevicePool`); at the first batch both meet channel counts never
+    launched before. Triton's autotuner keeps a call's arguments on the shared kernel object and clears them when
+    the call ends, so the slower thread crashed (`TypeError: 'NoneType' object is not a mapping`; 0.3.0). Fixed
+    tiles and a launch lock: both threads get the eager numbers."""
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    done = subprocess.run([sys.executable, "-c", RACE_CHECK], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["errors"] == [] and sorted(result["worst"]) == ["16", "8"], result
+    assert max(result["worst"].values()) < 1e-6, result
+
+
+FUSED_CHECK = """
+import json, os, torch
+assert os.environ["TRITON_INTERPRET"] == "1"
+from hms_infer.kernels.wave_level import check_level_args, wave_level
+from hms_infer.models import create_model
+from hms_infer.models.wavenet_fast import accelerate, check_fused
+arch = json.loads(os.environ["ARCH"])
+torch.manual_seed(0)
+model = accelerate(create_model(arch), "triton", torch.float16)
+out = {"check": check_fused(model, torch.device("cpu"), torch.float16, length=256)}  # every C and dilation
+g = torch.Generator().manual_seed(1)
+c = 12
+x = torch.randn(2, 40, c, generator=g).transpose(1, 2)  # non-contiguous (N, C, T)
+args = (x, torch.randn(2, c, 40, generator=g), torch.randn(3 * c, c, 3, generator=g) / 6,
+        torch.randn(3 * c, generator=g) * .1, torch.randn(c, c, generator=g) / 4, torch.randn(c, generator=g) * .1)
+y = wave_level(*args, 4)
+out["contiguous"] = y.is_contiguous()
+torch.library.opcheck(torch.ops.hms_infer.wave_level.default, (*args, 4))  # fake and real agree (shape, strides)
+try:
+    wave_level(args[0], args[1], args[2][:, :, :2], *args[3:], 4)
+except ValueError as e:
+    out["bad_shape"] = str(e)
+print(json.dumps(out))
+"""
+
+
+def test_check_fused_compiles_every_level_of_a_model_and_the_op_agrees_with_its_fake():
+    env = {**os.environ, "TRITON_INTERPRET": "1", "ARCH": json.dumps(TINY_ARCH)}
+    done = subprocess.run([sys.executable, "-c", FUSED_CHECK], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["check"] is None and out["contiguous"] is True, out
+    assert out["bad_shape"] == "wave_level: gate_weight must be (36, 12, 3) for x (2, 12, 40), got (36, 12, 2)"

@@ -14,7 +14,7 @@ from hms_infer.runtime import (
     RunStats, auto_batch_size, member_gflops, place, resolve_devices, resolve_precision, wave_backend,
 )
 
-from .conftest import tiny_manifest
+from .conftest import TINY_ARCH, tiny_manifest
 
 CPU = torch.device("cpu")
 
@@ -147,13 +147,90 @@ def test_out_of_memory_runs_the_batch_in_halves(tiny_ensemble, synthetic_dir, ca
     ens._forwards[1] = small_only
     got = ens.member_logits(electrodes, spect)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
-    assert seen == [3, 2, 1, 1, 1] and "running it in halves" in caplog.text
+    assert seen == [3, 2, 1, 1, 1] and "running 2 rows per pass" in caplog.text and "running 1 rows" in caplog.text
 
     # still out of memory at one row: NaN logits, so that the row falls back (fallback.py), an error logged
     ens._forwards[1] = lambda eeg, s: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("always"))
     got = ens.member_logits(electrodes[:2], spect[:2])
     assert got.shape == (2, 2, 2, 6) and got.isnan().all()
     assert "out of memory even for one row" in caplog.text
+
+
+@pytest.mark.parametrize("threads", [False, True])
+def test_out_of_memory_frees_the_failed_pass_before_the_retry_and_keeps_the_smaller_size(
+        tiny_ensemble, synthetic_dir, caplog, threads):
+    """The failed pass's activations (held by the error's traceback, and with the launching threads by a future <->
+    error cycle) are gone when the halves run; later batches start at the size that fit, logged once."""
+    import weakref
+
+    from hms_infer.runtime import DevicePool
+    ens = Ensemble.from_manifest(tiny_ensemble, device="cpu")
+    ens._pool = DevicePool(ens.devices, threads=threads)  # one launching thread, as each GPU has
+    electrodes, spect = _inputs(synthetic_dir, 4)
+    want = ens.member_logits(electrodes, spect)
+    forward = ens._forwards[0]
+    activations: list[weakref.ref] = []
+    seen = []
+
+    def two_rows_fit(eeg, s):
+        seen.append((len(eeg), [r() is not None for r in activations]))
+        activation = torch.ones(len(eeg), 1 << 16)  # what a forward holds when it runs out of memory
+        activations.append(weakref.ref(activation))
+        if len(eeg) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return forward(eeg, s) + 0 * activation.sum()
+    ens._forwards[0] = two_rows_fit
+    torch.testing.assert_close(ens.member_logits(electrodes, spect), want, rtol=0, atol=1e-6)
+    torch.testing.assert_close(ens.member_logits(electrodes, spect), want, rtol=0, atol=1e-6)
+    assert [n for n, _ in seen] == [4, 2, 2, 2, 2]  # the second batch starts at 2 rows per pass
+    assert not any(any(alive) for _, alive in seen)  # nothing of an earlier pass alive when the next one starts
+    assert caplog.text.count("CUDA out of memory at 4 rows per pass: running 2 rows per pass") == 1
+
+
+def test_cublas_and_cudnn_allocation_failures_count_as_out_of_memory(tiny_ensemble, synthetic_dir):
+    from hms_infer.runtime import is_out_of_memory
+    assert is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert is_out_of_memory(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"))
+    assert is_out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"))
+    assert not is_out_of_memory(RuntimeError("CUDA error: an illegal memory access was encountered"))
+    assert not is_out_of_memory(ValueError("out of memory"))  # not a CUDA runtime error
+
+    ens = Ensemble.from_manifest(tiny_ensemble, device="cpu")
+    electrodes, spect = _inputs(synthetic_dir, 2)
+    want = ens.member_logits(electrodes, spect)
+    forward, seen = ens._forwards[1], []
+
+    def cublas(eeg, s):
+        seen.append(len(eeg))
+        if len(eeg) > 1:
+            raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
+        return forward(eeg, s)
+    ens._forwards[1] = cublas
+    torch.testing.assert_close(ens.member_logits(electrodes, spect), want, rtol=0, atol=1e-6)
+    assert seen == [2, 1, 1]
+    ens._forwards[1] = lambda eeg, s: (_ for _ in ()).throw(RuntimeError("an unrelated bug"))
+    with pytest.raises(RuntimeError, match="an unrelated bug"):  # not retried, not hidden
+        ens.member_logits(electrodes, spect)
+
+
+def test_device_pool_waits_for_every_device_before_an_error_propagates():
+    import time
+
+    from hms_infer.runtime import DevicePool
+    pool = DevicePool([CPU, torch.device("cuda", 1)], threads=True)
+    finished = []
+
+    def fails():
+        raise torch.cuda.OutOfMemoryError("cuda:0 out of memory")
+
+    def slow():
+        time.sleep(0.3)
+        finished.append("cuda:1")
+        return 1
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        pool.map({CPU: fails, torch.device("cuda", 1): slow})
+    assert finished == ["cuda:1"]  # the other device's work had ended when the error arrived
+    assert pool.map({CPU: lambda: 2, torch.device("cuda", 1): lambda: 3}) == {CPU: 2, torch.device("cuda", 1): 3}
 
 
 def test_batch_size_must_be_positive(tiny_ensemble):
@@ -186,3 +263,103 @@ def test_bf16_on_the_cpu_stays_within_2e3_of_fp32(reference, synthetic_dir, tmp_
     ens32, ens16 = p32.mean((0, 2)), p16.mean((0, 2))
     assert (ens32 * (ens32 / ens16).log()).sum(-1).max() < 1e-4  # measured 9.5e-6
     assert list(bf16.members[0].model.state_dict()) == list(member().model.state_dict())
+
+
+def test_the_fused_kernel_is_off_below_sm80_unless_opted_in(monkeypatch):
+    gpu = torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "Tesla T4")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (7, 5))
+    monkeypatch.delenv("HMS_WAVENET_BACKEND", raising=False)
+    assert wave_backend([gpu], "fp16", fast=True) == "merged"  # Triton upstream dropped sm_75
+    monkeypatch.setenv("HMS_WAVENET_BACKEND", "triton")
+    assert wave_backend([gpu], "fp16", fast=True) == "triton"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (9, 0))
+    monkeypatch.setenv("HMS_WAVENET_BACKEND", "merged")
+    assert wave_backend([gpu], "fp16", fast=True) == "merged"
+    monkeypatch.setenv("HMS_WAVENET_BACKEND", "auto")
+    assert wave_backend([gpu], "fp16", fast=True) == "triton"
+    assert wave_backend([gpu], "fp32", fast=True) == "merged"
+    monkeypatch.setenv("HMS_WAVENET_BACKEND", "fused")
+    with pytest.raises(HMSInputError, match="HMS_WAVENET_BACKEND must be auto, merged or triton"):
+        wave_backend([gpu], "fp16", fast=True)
+
+
+def _bf16_ensemble(manifest, monkeypatch=None, backend=None):
+    if backend is not None:
+        monkeypatch.setattr("hms_infer.ensemble.wave_backend", lambda *a: backend)
+    return Ensemble.from_manifest(manifest, device="cpu", precision="bf16")
+
+
+def test_members_whose_fused_levels_fail_their_check_run_the_merged_convs(tiny_ensemble, synthetic_dir,
+                                                                          monkeypatch, caplog):
+    """The check compiles and launches the fused levels in the main thread; here Triton has no GPU driver, so the
+    launch fails, and every member falls back, with one warning naming them."""
+    electrodes, spect = _inputs(synthetic_dir, 2)
+    want = _bf16_ensemble(tiny_ensemble).member_logits(electrodes, spect)
+    ens = _bf16_ensemble(tiny_ensemble, monkeypatch, "triton")
+    assert ens.wave_backend == "merged"
+    warnings = [r.getMessage() for r in caplog.records if "failed its check" in r.getMessage()]
+    assert len(warnings) == 1 and "2 of 2 members" in warnings[0] and "tiny0:" in warnings[0]
+    torch.testing.assert_close(ens.member_logits(electrodes, spect), want, rtol=0, atol=0)
+
+
+def test_a_fused_kernel_failing_at_run_time_switches_its_member_to_the_merged_convs(tiny_ensemble, synthetic_dir,
+                                                                                   monkeypatch, caplog):
+    """A compile or launch error inside a batch (injected at the call site): the member runs the merged convs from
+    then on, with one warning, and the batch is computed again; the other member is untouched."""
+    from hms_infer.models.wavenet_fast import FastWaveBlock, fast_blocks, set_backend
+    electrodes, spect = _inputs(synthetic_dir, 2)
+    ens = _bf16_ensemble(tiny_ensemble)
+    want = ens.member_logits(electrodes, spect)
+    set_backend(ens.members[1].model, "triton")
+    level, launches = FastWaveBlock.level, []
+
+    def failing_launch(self, x, res, k, fused):
+        if fused:
+            launches.append(k)
+            raise RuntimeError("PTXASError: ptxas fatal (injected)")
+        return level(self, x, res, k, fused)
+    monkeypatch.setattr(FastWaveBlock, "fused", lambda self, x: self.backend == "triton")  # CPU tensors too
+    monkeypatch.setattr(FastWaveBlock, "level", failing_launch)
+    torch.testing.assert_close(ens.member_logits(electrodes, spect), want, rtol=0, atol=0)
+    torch.testing.assert_close(ens.member_logits(electrodes, spect), want, rtol=0, atol=0)
+    assert launches == [0]  # one failed launch, then never the fused path again
+    assert {b.backend for b in fast_blocks(ens.members[1].model)} == {"merged"}
+    assert caplog.text.count("the fused WaveNet kernel failed on cpu (RuntimeError: PTXASError") == 1
+    assert "member tiny1" in caplog.text and "member tiny0" not in caplog.text
+
+
+def test_gate_weights_stay_contiguous_under_channels_last():
+    """`model.to(channels_last)` (the 2-D backbones on GPUs) converts 4-D buffers; the merged gate weights are
+    3-D, so every level's weights are contiguous views: no copy per level and call."""
+    from hms_infer.models.wavenet_fast import accelerate, fast_blocks
+    model = accelerate(create_model(TINY_ARCH), "merged", torch.float16).to(memory_format=torch.channels_last)
+    blocks = fast_blocks(model)
+    assert blocks and all(b.gate_weight_lp.dim() == 3 for b in blocks)
+    for b in blocks:
+        for k in range(len(b.skip_convs)):
+            gw, gb, sw, sb = b.level_weights(k, torch.float16)
+            assert all(w.is_contiguous() for w in (gw, gb, sw, sb))
+            torch.testing.assert_close(gw.float(), torch.cat([b.dil_convs[3 * k + g].weight for g in range(3)]).half()
+                                       .float(), rtol=0, atol=0)
+
+
+def test_compiled_members_raise_the_recompile_limit_and_log_each_new_graph(tiny_ensemble, synthetic_dir,
+                                                                         monkeypatch, caplog):
+    """8 members share `forward_views`' code: at Dynamo's default limit (8 graphs) a budget level or an OOM half
+    would fall back to eager silently. The limit is raised, and each new graph is logged."""
+    import logging
+    config = torch._dynamo.config
+    monkeypatch.setattr(config, "recompile_limit", 8)
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: fn)  # the decisions, not inductor (test_ensemble runs it)
+    caplog.set_level(logging.INFO, "hms_infer")
+    ens = Ensemble.from_manifest(tiny_ensemble, device="cpu", compile=True)
+    assert config.recompile_limit >= 2 * 32
+    electrodes, spect = _inputs(synthetic_dir, 2)
+    ens.member_logits(electrodes, spect)
+    ens.member_logits(electrodes, spect)
+    graphs = lambda: [r.getMessage() for r in caplog.records if "compiles a graph" in r.getMessage()]  # noqa: E731
+    assert graphs() == [f"torch.compile: member tiny{i} compiles a graph for 2 rows x views none,lr" for i in (0, 1)]
+    ens.subset(["none"], [0]).member_logits(electrodes, spect)  # a time-budget level
+    assert graphs()[-1] == "torch.compile: member tiny0 compiles a graph for 2 rows x views none"
+    assert len(graphs()) == 3

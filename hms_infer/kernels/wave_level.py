@@ -5,7 +5,14 @@ dilated convs, three activations, two products, the skip conv and the add. Here 
 and a tile of BLOCK_T steps, loads the tile at its three taps (t - d, t, t + d: the dilation halo, zeros outside
 the signal), computes the 3C gate pre-activations as three (C x C) @ (C x BLOCK_T) products per tap with fp32
 accumulation, applies the gate in fp32, casts it to the activations' dtype for the (C x C) skip product and adds
-the bias and the residual: one read of x and of the residual, one write of the output.
+the bias and the residual: one read of x and of the residual, one write of the output. The grid runs the tiles of
+one signal next to each other (axis 0: tiles, axis 1: signals), so the halo a tile re-reads is still in L2.
+
+Tiles are fixed per channel block, dtype and GPU generation (`tile_config`), not autotuned: Triton's autotuner
+keeps a call's arguments on the shared kernel object, so two launching threads (one per GPU) that meet an
+untuned key crash each other (triton-lang/triton#11494), and tuning cost seconds in every process's first batch.
+Launches hold a lock (the JIT's caches are shared by the threads; a launch is ~20 us), and `Ensemble` compiles
+every variant on each device in the main thread before any launching thread starts (`models.wavenet_fast`).
 
 `torch.ops.hms_infer.wave_level` is a custom op, so `torch.compile` treats it as one opaque call. With
 `TRITON_INTERPRET=1` set before import, the kernel runs on CPU tensors (for tests; fp32 and fp16 only: the
@@ -14,19 +21,43 @@ interpreter's bf16 dot is wrong).
 from __future__ import annotations
 
 import os
+import threading
+from functools import lru_cache
+from typing import NamedTuple
 
 import torch
 import triton
 import triton.language as tl
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-CONFIGS = ([triton.Config({"BLOCK_T": 32})] if INTERPRET else
-           [triton.Config({"BLOCK_T": bt}, num_warps=w) for bt in (64, 128, 256) for w in (4, 8)])
+_LAUNCH = threading.Lock()
 
 
-def _bench(kernel_call, quantiles):
-    """Autotuning per channel count: short timings (a few ms per config) keep the first batch quick."""
-    return triton.testing.do_bench(kernel_call, warmup=2, rep=10, quantiles=quantiles)
+class TileConfig(NamedTuple):
+    block_t: int
+    num_warps: int
+
+
+# Candidates a GPU session sweeps (tests/gpu: the fused level's speed) to confirm or update `tile_config`.
+CANDIDATES = (TileConfig(64, 4), TileConfig(128, 4), TileConfig(128, 8), TileConfig(256, 8))
+
+
+def block_channels(channels: int) -> int:
+    """The channel block: a power of two, at least 16 (`tl.dot` needs M, K >= 16)."""
+    return max(16, triton.next_power_of_2(channels))
+
+
+def tile_config(channels: int, dtype: torch.dtype, capability: tuple[int, int] = (8, 0)) -> TileConfig:
+    """The tile of a level of `channels` channels in `dtype` on a GPU of compute `capability`.
+
+    Three fp32 (BLOCK_C x BLOCK_T) accumulators per program: 128 steps keep them in registers with 4 warps at
+    BLOCK_C 16 and 8 warps at 32; pre-Ampere GPUs (64 KB of shared memory, smaller register files) take 64 steps.
+    fp32 operands use FMA dots (checks only, not a served precision): small tiles compile fast."""
+    if INTERPRET:
+        return TileConfig(32, 1)
+    if dtype == torch.float32 or capability < (8, 0):
+        return TileConfig(64, 4)
+    return TileConfig(128, 4 if block_channels(channels) <= 16 else 8)
 
 
 @triton.jit
@@ -44,12 +75,11 @@ def _mish(x):
     return tl.where(x > 20.0, x, x * n / (n + 2.0))
 
 
-@triton.autotune(configs=CONFIGS, key=["C", "T"], do_bench=_bench)
 @triton.jit
 def _wave_level_kernel(x_ptr, res_ptr, y_ptr, gw_ptr, gb_ptr, sw_ptr, sb_ptr, T, dilation,
                        C: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_T: tl.constexpr, PRECISION: tl.constexpr):
-    n = tl.program_id(0).to(tl.int64)
-    t = tl.program_id(1) * BLOCK_T + tl.arange(0, BLOCK_T)
+    n = tl.program_id(1).to(tl.int64)
+    t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     ch = tl.arange(0, BLOCK_C)
     cmask = ch < C
     wmask = cmask[:, None] & cmask[None, :]
@@ -82,21 +112,55 @@ def _wave_level_kernel(x_ptr, res_ptr, y_ptr, gw_ptr, gb_ptr, sw_ptr, sb_ptr, T,
     tl.store(y_ptr + offs, out.to(y_ptr.dtype.element_ty), mask=omask)
 
 
+def check_level_args(x: torch.Tensor, res: torch.Tensor, gate_weight: torch.Tensor, gate_bias: torch.Tensor,
+                     skip_weight: torch.Tensor, skip_bias: torch.Tensor) -> None:
+    """Shapes (see `wave_level`), one dtype and one device for all six; a ValueError naming the first mismatch."""
+    if x.dim() != 3:
+        raise ValueError(f"wave_level: x must be (N, C, T), got {tuple(x.shape)}")
+    n, c, t = x.shape
+    args = {"res": res, "gate_weight": gate_weight, "gate_bias": gate_bias, "skip_weight": skip_weight,
+            "skip_bias": skip_bias}
+    shapes = {"res": (n, c, t), "gate_weight": (3 * c, c, 3), "gate_bias": (3 * c,), "skip_weight": (c, c),
+              "skip_bias": (c,)}
+    for name, a in args.items():
+        if tuple(a.shape) != shapes[name]:
+            raise ValueError(f"wave_level: {name} must be {shapes[name]} for x {tuple(x.shape)}, got {tuple(a.shape)}")
+        if a.dtype != x.dtype or a.device != x.device:
+            raise ValueError(f"wave_level: {name} is {a.dtype} on {a.device}, x is {x.dtype} on {x.device}")
+
+
+@lru_cache(maxsize=None)
+def _capability(device: torch.device) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(device) if device.type == "cuda" else (8, 0)
+
+
+def launch(x: torch.Tensor, res: torch.Tensor, gate_weight: torch.Tensor, gate_bias: torch.Tensor,
+           skip_weight: torch.Tensor, skip_bias: torch.Tensor, dilation: int, config: TileConfig | None = None
+           ) -> torch.Tensor:
+    """`wave_level` with an explicit tile (`config`, default `tile_config`): the op's body, and the GPU sweep's."""
+    check_level_args(x, res, gate_weight, gate_bias, skip_weight, skip_bias)
+    x, res = x.contiguous(), res.contiguous()
+    n, c, t = x.shape
+    y = x.new_empty(x.shape)
+    block_t, num_warps = config or tile_config(c, x.dtype, _capability(x.device))
+    with _LAUNCH:
+        _wave_level_kernel[(triton.cdiv(t, block_t), n)](
+            x, res, y, gate_weight.contiguous(), gate_bias.contiguous(), skip_weight.contiguous(),
+            skip_bias.contiguous(), t, dilation, C=c, BLOCK_C=block_channels(c), BLOCK_T=block_t,
+            PRECISION="ieee" if x.dtype == torch.float32 else "tf32", num_warps=num_warps)
+    return y
+
+
 @torch.library.custom_op("hms_infer::wave_level", mutates_args=())
 def wave_level(x: torch.Tensor, res: torch.Tensor, gate_weight: torch.Tensor, gate_bias: torch.Tensor,
                skip_weight: torch.Tensor, skip_bias: torch.Tensor, dilation: int) -> torch.Tensor:
     """One level: x, res (N, C, T); gate_weight (3C, C, 3), gate_bias (3C,), skip_weight (C, C), skip_bias (C,),
-    all one dtype -> (N, C, T) = skip(sigmoid(g_s) * tanh(g_t) * mish(g_m)) + res, g = dilated conv of x."""
-    x, res = x.contiguous(), res.contiguous()
-    n, c, t = x.shape
-    y = torch.empty_like(x)
-    grid = lambda meta: (n, triton.cdiv(t, meta["BLOCK_T"]))  # noqa: E731
-    _wave_level_kernel[grid](x, res, y, gate_weight.contiguous(), gate_bias.contiguous(), skip_weight.contiguous(),
-                             skip_bias.contiguous(), t, dilation, C=c, BLOCK_C=max(16, triton.next_power_of_2(c)),
-                             PRECISION="ieee" if x.dtype == torch.float32 else "tf32")
-    return y
+    all one dtype -> (N, C, T) contiguous = skip(sigmoid(g_s) * tanh(g_t) * mish(g_m)) + res, g = dilated conv
+    of x."""
+    return launch(x, res, gate_weight, gate_bias, skip_weight, skip_bias, dilation)
 
 
 @wave_level.register_fake
 def _(x, res, gate_weight, gate_bias, skip_weight, skip_bias, dilation):
-    return torch.empty_like(x)
+    check_level_args(x, res, gate_weight, gate_bias, skip_weight, skip_bias)
+    return x.new_empty(x.shape)  # contiguous, as the real op's output

@@ -6,7 +6,9 @@ three gate convs concatenated into one (3C, C, 3) conv and the skip convs stacke
 - `merged`: one `conv1d` of 3C outputs per level instead of three (the same products and sums per output);
 - `triton`: on CUDA with fp16/bf16 activations, one Triton kernel per level (`kernels.wave_level`); anything
   else (CPU, fp32) runs `merged`.
-`WaveBlock.forward` stays the definition both are tested against.
+`WaveBlock.forward` stays the definition both are tested against. `check_fused` compiles and checks the fused
+levels of a model on its device (in the main thread, before any launching thread runs them); `set_backend`
+switches a model's blocks (a member whose fused levels fail falls back to `merged`).
 """
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..constants import EEG_WINDOW
 from .wavenet import WaveBlock
 
 BACKENDS = ("eager", "merged", "triton")
+FUSED_RTOL = 1e-2  # a fused level against the merged convs, relative to the largest output (fp16: ~1e-3)
 
 
 _MERGED = ("gate_weight", "gate_bias", "skip_weight", "skip_bias")
@@ -40,12 +44,14 @@ class FastWaveBlock(nn.Module):
 
     @torch.no_grad()
     def merge(self) -> None:
-        """gate_weight (L, 3C, C, 3) = [sigmoid; tanh; mish] convs of each level, gate_bias (L, 3C);
+        """gate_weight (L, 3C, 3C) = each level's [sigmoid; tanh; mish] conv weights (3C, C, 3), flattened to
+        3-D so that `model.to(memory_format=torch.channels_last)` leaves them contiguous; gate_bias (L, 3C);
         skip_weight (L, C, C), skip_bias (L, C); each also as `<name>_lp` in `dtype`."""
         levels = range(len(self.skip_convs))
         convs = self.dil_convs
         merged = {
-            "gate_weight": torch.stack([torch.cat([convs[3 * k + g].weight for g in range(3)]) for k in levels]),
+            "gate_weight": torch.stack([torch.cat([convs[3 * k + g].weight for g in range(3)]).flatten(1)
+                                        for k in levels]),
             "gate_bias": torch.stack([torch.cat([convs[3 * k + g].bias for g in range(3)]) for k in levels]),
             "skip_weight": torch.stack([s.weight[..., 0] for s in self.skip_convs]),
             "skip_bias": torch.stack([s.bias for s in self.skip_convs]),
@@ -60,23 +66,83 @@ class FastWaveBlock(nn.Module):
             return tuple(getattr(self, f"{name}_lp") for name in _MERGED)
         return tuple(getattr(self, name).to(dtype) for name in _MERGED)
 
+    def level_weights(self, k: int, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        """Level k's merged weights in `dtype`: gate weight (3C, C, 3), gate bias (3C,), skip weight (C, C), skip
+        bias (C,); each a contiguous view."""
+        gw, gb, sw, sb = self._weights(dtype)
+        return gw[k].view(gw.shape[1], -1, 3), gb[k], sw[k], sb[k]
+
+    def fused(self, x: torch.Tensor) -> bool:
+        """Whether the levels run the fused kernel for activations `x` (CUDA, fp16 or bf16)."""
+        return self.backend == "triton" and x.is_cuda and x.dtype in (torch.float16, torch.bfloat16)
+
+    def level(self, x: torch.Tensor, res: torch.Tensor, k: int, fused: bool) -> torch.Tensor:
+        """Level k: x, res (N, C, T) -> (N, C, T), with the fused kernel or the merged convs."""
+        gw, gb, sw, sb = self.level_weights(k, x.dtype)
+        d = 2**k
+        if fused:
+            return torch.ops.hms_infer.wave_level(x, res, gw, gb, sw, sb, d)
+        sig, tanh, mish = F.conv1d(x, gw, gb, padding=d, dilation=d).chunk(3, dim=1)
+        gate = torch.sigmoid(sig) * torch.tanh(tanh) * F.mish(mish)
+        return F.conv1d(gate, sw[..., None], sb) + res
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, in, T) -> (N, out, T), or (N, out, T / ds_factor) in the last block."""
         x = self.conv1x1(x)
         res = x
-        fused = self.backend == "triton" and x.is_cuda and x.dtype in (torch.float16, torch.bfloat16)
-        gw, gb, sw, sb = self._weights(x.dtype)
+        fused = self.fused(x)
         for k in range(len(self.skip_convs)):
-            d = 2**k
-            if fused:
-                x = torch.ops.hms_infer.wave_level(x, res, gw[k], gb[k], sw[k], sb[k], d)
-                continue
-            sig, tanh, mish = F.conv1d(x, gw[k], gb[k], padding=d, dilation=d).chunk(3, dim=1)
-            gate = torch.sigmoid(sig) * torch.tanh(tanh) * F.mish(mish)
-            x = F.conv1d(gate, sw[k][..., None], sb[k]) + res
+            x = self.level(x, res, k, fused)
         if self.ds_conv is not None:
             x = self.ds_conv(x)
         return x
+
+    def fused_error(self, x: torch.Tensor) -> tuple[float, torch.Tensor]:
+        """The largest error of the fused levels against the merged convs, relative to the largest merged output,
+        each level fed the merged path's input; and the merged block output. x: (N, in, T) under the autocast the
+        model runs with."""
+        res = x = self.conv1x1(x)
+        worst = 0.0
+        for k in range(len(self.skip_convs)):
+            want = self.level(x, res, k, fused=False)
+            got = self.level(x, res, k, fused=True)
+            worst = max(worst, ((got.float() - want.float()).abs().max() / want.float().abs().max()).item())
+            x = want
+        return worst, x if self.ds_conv is None else self.ds_conv(x)
+
+
+def fast_blocks(model: nn.Module) -> list[FastWaveBlock]:
+    return [m for m in model.modules() if isinstance(m, FastWaveBlock)]
+
+
+def set_backend(model: nn.Module, backend: str) -> None:
+    """Run every `FastWaveBlock` of `model` with `backend` (`merged` or `triton`); weights stay as merged."""
+    for block in fast_blocks(model):
+        block.backend = backend
+
+
+@torch.inference_mode()
+def check_fused(model: nn.Module, device: torch.device, dtype: torch.dtype, length: int = EEG_WINDOW
+                ) -> str | None:
+    """Compile and check the fused levels of every WaveNet of `model` on one signal of the model's `length`, on
+    `device` under `dtype` autocast (the caller makes `device` current): every channel count, dilation and weight
+    slice the model will launch, so that no compilation is left for the launching threads. None when every level
+    matches the merged convs within `FUSED_RTOL`, else why not (a compile or launch error, or the error found)."""
+    wavenets = [m for m in model.modules() if any(isinstance(c, FastWaveBlock) for c in m.children())]
+    x = torch.randn(1, 1, length, generator=torch.Generator().manual_seed(0)) * 2
+    worst = 0.0
+    try:
+        with torch.autocast(device.type, dtype=dtype):
+            for wavenet in wavenets:
+                signal = x.to(device)
+                for block in wavenet.children():
+                    error, signal = block.fused_error(signal)
+                    worst = max(worst, error)
+    except Exception as e:  # noqa: BLE001  any compile or launch failure means: use the merged convs
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    if not worst < FUSED_RTOL:
+        return f"fused levels differ from the merged convs by {worst:.3g} (relative)"
+    return None
 
 
 def accelerate(model: nn.Module, backend: str = "merged", dtype: torch.dtype | None = None) -> nn.Module:

@@ -1,10 +1,13 @@
-"""The CUDA path, checked on a GPU (GPU-REVIEW.md's list): the fused kernel, precision, memory, the end-to-end
-loop, device choice. Each test records what it measured in the session's report (conftest.py)."""
+"""The CUDA path on a GPU (GPU-REVIEW.md and gpu-review-2's lists): the fused kernel, precision, memory, OOM
+recovery, the end-to-end loop, threads, device choice. Each test records what it measured (conftest.py: written to
+gpu_tests.json as the test ends). In a dry run (`gpu_check.sh --dry-run`, CI) the tests that a CPU can run do,
+with tiny models; the others skip.
+"""
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -13,44 +16,31 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
 from hms_infer.bench import HEAD_SCALE
 from hms_infer.checkpoint import load_weights
 from hms_infer.data import Competition
-from hms_infer.ensemble import Ensemble, LoadedMember
+from hms_infer.ensemble import Ensemble, LoadedMember, bipolar_views
 from hms_infer.errors import HMSInputError
-from hms_infer.models import PRESETS, create_model
+from hms_infer.models import PRESETS, create_model, resolve_arch
 from hms_infer.models.wavenet import WaveNet
 from hms_infer.models.wavenet_fast import FastWaveBlock, accelerate
 from hms_infer.preprocess import eeg_electrodes, spectrogram_image
-from hms_infer.runtime import (
-    auto_batch_size, configure_backends, device_name, resolve_precision, set_tf32, wave_backend,
-)
+from hms_infer.runtime import auto_batch_size, device_name, resolve_precision, wave_backend
 from hms_infer.synthetic import write_competition
 
-from ..conftest import REFERENCE
+from ..conftest import REFERENCE, TINY_ARCH, reference_tiny_config, reference_tiny_io
+from .conftest import DRY_RUN, autocast, fp32_reference, median_seconds, needs_gpu, tf32
 
 ROOT = Path(__file__).resolve().parents[2]
 CPU = torch.device("cpu")
-
-
-def _sync():
-    torch.cuda.synchronize()
-
-
-def _time(fn, repeat: int = 10) -> float:
-    """Median seconds of `fn` after two warm-up calls (CUDA events)."""
-    fn(), fn()
-    times = []
-    for _ in range(repeat):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        _sync()
-        times.append(start.elapsed_time(end) / 1e3)
-    return float(np.median(times))
+LOW = "bf16" if DRY_RUN else "fp16"  # the served low precision (CPU autocast in fp16 is refused)
+VIEWS = ("none",) if DRY_RUN else ("none", "lr", "fb", "lrfb")  # a dry run: one view keeps the CPU quick
+LEVEL_CHANNELS = (4, 8, 12, 16, 20, 24, 28)  # every C of the presets' WaveNets
+# Probability bounds of autocast against fp32 (TF32 off), per member: provisional until a GPU measures them (the
+# CPU measured bf16 1.8e-3 on the reference tiny model); gpu_tests.json keeps the measured figures.
+DPROB_BOUND = {"fp16": 5e-3, "bf16": 1.5e-2}
+KL_BOUND = {"fp16": 1e-4, "bf16": 1e-3}
 
 
 def _kernel_module():
@@ -71,38 +61,45 @@ def rows(tmp_path_factory):
     return data, electrodes, spect
 
 
-def _member(arch, seed: int, device: torch.device, scale: float = HEAD_SCALE) -> LoadedMember:
+def _member(preset: str, seed: int, device: torch.device, scale: float = HEAD_SCALE) -> LoadedMember:
+    """Random weights of `preset` (a dry run: the tiny architecture), built on `device` (faster than on the CPU),
+    logits spread like a trained model's."""
     torch.manual_seed(seed)
-    model = create_model(arch)
+    with torch.device(device):
+        model = create_model(TINY_ARCH if DRY_RUN else preset)
     with torch.no_grad():
         model.head_all.weight.mul_(scale)
         model.head_all.bias.mul_(scale)
-    return LoadedMember(str(arch), model.to(device).eval(), 1.0, device)
+    return LoadedMember(f"tiny:{preset}" if DRY_RUN else preset, model.to(device).eval(), 1.0, device)
 
 
 def _reference_member(device: torch.device) -> LoadedMember:
-    config = json.loads((REFERENCE / "tiny_model" / "config.json").read_text())
-    model = load_weights(create_model(config), load_file(REFERENCE / "tiny_model" / "weights.safetensors"),
-                         "tiny", "tiny")
+    from safetensors.torch import load_file
+    model = load_weights(create_model(reference_tiny_config()),
+                         load_file(REFERENCE / "tiny_model" / "weights.safetensors"), "tiny", "tiny")
     return LoadedMember("reference_tiny", model.to(device).eval(), 1.0, device)
 
 
-def test_versions_and_kernel_device_choice(gpu, report):
+def test_versions_and_kernel_device_choice(gpu, report, session_report):
     kernel = _kernel_module()
-    report["device"] = device_name(gpu)
-    report["versions"] = {"torch": torch.__version__, "cuda": torch.version.cuda,
-                          "cudnn": torch.backends.cudnn.version(), "arch_list": torch.cuda.get_arch_list()}
-    import triton
-    report["versions"]["triton"] = triton.__version__
+    session_report["device"] = device_name(gpu)
+    session_report["versions"] = {"torch": torch.__version__, "cuda": torch.version.cuda,
+                                  "cudnn": torch.backends.cudnn.version(),
+                                  "arch_list": torch.cuda.get_arch_list() if torch.cuda.is_available() else []}
+    try:
+        import triton
+        session_report["versions"]["triton"] = triton.__version__
+    except ImportError:
+        session_report["versions"]["triton"] = None
     assert kernel.arch_supported((7, 5), ["sm_70", "sm_75", "sm_80"]) is True
     assert kernel.arch_supported((6, 0), ["sm_70", "sm_75", "sm_80"]) is False
-    assert kernel._runs_on(torch, 0) is True
-    chosen = kernel.choose_device(torch)
-    assert chosen.split(",")[0] == "cuda:0"
+    chosen = kernel.choose_device(torch, DRY_RUN)
     report["kernel_choose_device"] = chosen
-
-
-LEVEL_CHANNELS = (4, 8, 12, 16, 20, 24, 28)  # every C of the presets' WaveNets
+    if DRY_RUN:
+        assert chosen == "cpu"
+    else:
+        assert kernel._runs_on(torch, 0) is True
+        assert chosen.split(",")[0] == "cuda:0"
 
 
 def _eager_level(x, res, gw, gb, sw, sb, d):
@@ -121,113 +118,125 @@ def _level_inputs(c: int, n: int, gpu: torch.device, seed: int = 0):
     return x, res, gw, gb, sw, sb
 
 
-def test_wave_level_kernel_matches_eager(gpu, report):
+def _rel(got: torch.Tensor, want: torch.Tensor) -> float:
+    return ((got.float() - want.float()).abs().max() / want.float().abs().max()).item()
+
+
+@needs_gpu
+def test_fused_level_matches_eager(gpu, report):
+    """Every C at dilations 1, 64 and 16384 (> T: both outer taps all padding), fp16 (and bf16 from sm_80), against
+    the fp32 eager level with TF32 off; fp32 operands (FMA dots) on the smallest and largest channel block."""
     from hms_infer.kernels.wave_level import wave_level
     dtypes = [torch.float16] + ([torch.bfloat16] if torch.cuda.get_device_capability(gpu) >= (8, 0) else [])
-    errors = {}
-    for c in LEVEL_CHANNELS:
-        args = _level_inputs(c, 16, gpu)
-        for d in (1, 64, 8192, 16384):  # 16384 > T: both outer taps are all padding
-            with torch.inference_mode():
+    errors = report["rel_err"] = {}
+    with fp32_reference(), torch.inference_mode():
+        for c in LEVEL_CHANNELS:
+            args = _level_inputs(c, 16, gpu)
+            for d in (1, 64, 16384):
                 want = _eager_level(*args, d)
                 for dtype in dtypes:
-                    low = [a.to(dtype) for a in args]
-                    got = wave_level(*low, d)
+                    got = wave_level(*(a.to(dtype) for a in args), d)
                     assert got.dtype == dtype and got.isfinite().all()
-                    err = ((got.float() - want).abs().max() / want.abs().max()).item()
-                    errors[f"C{c}/d{d}/{str(dtype)[6:]}"] = err
-                    assert err < (6e-3 if dtype == torch.float16 else 3e-2), (c, d, dtype, err)
-                got32 = wave_level(*args, d)  # fp32 operands: ieee dots
-                assert ((got32 - want).abs().max() / want.abs().max()).item() < 1e-5
-    report["wave_level_rel_err"] = errors
+                    errors[f"C{c}/d{d}/{str(dtype)[6:]}"] = _rel(got, want)
+                if c in (4, 28) and d in (1, 64):
+                    errors[f"C{c}/d{d}/float32"] = _rel(wave_level(*args, d), want)
+    for key, err in errors.items():
+        assert err < {"float16": 6e-3, "bfloat16": 3e-2, "float32": 1e-5}[key.rsplit("/", 1)[1]], (key, err)
 
 
-def test_wave_level_kernel_speed(gpu, report):
-    """The target: >= 5x the eager gate convs per level at fp16, batch 32 x 4 views x 8 signals."""
-    from hms_infer.kernels.wave_level import wave_level
-    speed = {}
-    for c in LEVEL_CHANNELS:
-        x, res, gw, gb, sw, sb = (a.half() for a in _level_inputs(c, 32 * 4 * 8 // 2, gpu))
-        w3 = [gw[i * c:(i + 1) * c] for i in range(3)]
-        b3 = [gb[i * c:(i + 1) * c] for i in range(3)]
+@needs_gpu
+def test_fused_level_speed_and_tiles(gpu, report):
+    """Target (issue 8): the fused level >= 5x the eager gate convs at fp16, batch 32 x 4 views x 8 signals / 2.
+    On one C of each channel block also every candidate tile, so that a GPU session can confirm or update
+    `tile_config` from gpu_tests.json."""
+    from hms_infer.kernels.wave_level import CANDIDATES, launch, tile_config
+    speed = report["per_channel_count"] = {}
+    with torch.inference_mode():
+        for c in LEVEL_CHANNELS:
+            x, res, gw, gb, sw, sb = (a.half() for a in _level_inputs(c, 32 * 4 * 8 // 2, gpu))
+            w3, b3 = gw.split(c), gb.split(c)
 
-        def eager(d=16):  # the training code's level: three convs, three activations, skip conv, add
-            s, t, m = (F.conv1d(x, w, b, padding=d, dilation=d) for w, b in zip(w3, b3))
-            return F.conv1d(torch.sigmoid(s) * torch.tanh(t) * F.mish(m), sw[..., None], sb) + res
-        with torch.inference_mode():
-            t_eager = _time(eager)
-            t_merged = _time(lambda: _eager_level(x, res, gw, gb, sw, sb, 16))
-            t_kernel = _time(lambda: wave_level(x, res, gw, gb, sw, sb, 16))
-        speed[f"C{c}"] = {"eager_ms": 1e3 * t_eager, "merged_ms": 1e3 * t_merged, "triton_ms": 1e3 * t_kernel,
-                          "speedup": t_eager / t_kernel}
+            def eager(d=16):  # the training code's level: three convs, three activations, skip conv, add
+                s, t, m = (F.conv1d(x, w, b, padding=d, dilation=d) for w, b in zip(w3, b3))
+                return F.conv1d(torch.sigmoid(s) * torch.tanh(t) * F.mish(m), sw[..., None], sb) + res
+            t_eager = median_seconds(eager)
+            t_merged = median_seconds(lambda: _eager_level(x, res, gw, gb, sw, sb, 16))
+            chosen = tile_config(c, torch.float16, torch.cuda.get_device_capability(gpu))
+            t_fused = median_seconds(lambda: launch(x, res, gw, gb, sw, sb, 16, chosen))
+            speed[f"C{c}"] = {"eager_ms": 1e3 * t_eager, "merged_ms": 1e3 * t_merged, "fused_ms": 1e3 * t_fused,
+                              "speedup": t_eager / t_fused, "tile": f"{chosen.block_t}x{chosen.num_warps}w"}
+            if c in (16, 28):  # BLOCK_C 16 and 32
+                tiles = {f"{cfg.block_t}x{cfg.num_warps}w": 1e3 * median_seconds(
+                    lambda cfg=cfg: launch(x, res, gw, gb, sw, sb, 16, cfg)) for cfg in CANDIDATES}
+                speed[f"C{c}"].update(tiles_ms=tiles, best_tile=min(tiles, key=tiles.get))
     geo = math.exp(np.mean([math.log(v["speedup"]) for v in speed.values()]))
-    report["wave_level_speed"] = {"per_level": speed, "geomean_speedup": geo}
-    print(json.dumps(report["wave_level_speed"], indent=1))
+    report["geomean_speedup"] = geo
     assert geo >= 5.0, f"fused level only {geo:.2f}x the eager gate convs"
 
 
-def test_whole_wavenet_fast_vs_eager(gpu, report):
-    """cfg_1's chain WaveNet on batch 32 x 4 views x 8 signals: eager, merged and fused, fp16 autocast."""
+def test_whole_wavenet_backends_agree(gpu, report):
+    """cfg_1's chain WaveNet on batch 32 x 4 views x 8 signals / 2 in fp16: eager, merged and fused; a dry run:
+    the tiny WaveNet in fp32, eager and merged."""
+    arch = resolve_arch(TINY_ARCH if DRY_RUN else "cfg_1").wavenet
     torch.manual_seed(0)
-    eager = WaveNet(PRESETS["cfg_1"].wavenet).to(gpu).eval()
-    x = torch.randn(32 * 4 * 8 // 2, 1, 10000, device=gpu) * 2
-    out = {}
-    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
+    eager = WaveNet(arch).to(gpu).eval()
+    x = torch.randn(4 if DRY_RUN else 32 * 4 * 8 // 2, 1, 10000, device=gpu) * 2
+    backends = ("merged",) if DRY_RUN else ("merged", "triton")
+    dtype = None if DRY_RUN else torch.float16
+    with torch.inference_mode(), autocast(gpu, "fp32" if DRY_RUN else "fp16"):
         want = eager(x).float()
-        out["eager_ms"] = 1e3 * _time(lambda: eager(x))
-        for backend in ("merged", "triton"):
-            fast = accelerate(WaveNet(PRESETS["cfg_1"].wavenet).to(gpu).eval(), backend, torch.float16)
+        report["eager_ms"] = 1e3 * median_seconds(lambda: eager(x), 3)
+        for backend in backends:
+            fast = accelerate(WaveNet(arch).to(gpu).eval(), backend, dtype)
             fast.load_state_dict(eager.state_dict())
-            got = fast(x).float()
-            assert ((got - want).abs().max() / want.abs().max()).item() < 2e-2, backend
-            out[f"{backend}_ms"] = 1e3 * _time(lambda: fast(x))
-    report["wavenet_1d_cfg1_half_batch"] = out
-    assert out["triton_ms"] < out["eager_ms"]
+            report[f"{backend}_rel_err"] = _rel(fast(x), want)
+            report[f"{backend}_ms"] = 1e3 * median_seconds(lambda: fast(x), 3)
+    for backend in backends:
+        assert report[f"{backend}_rel_err"] < (1e-5 if DRY_RUN else 2e-2), backend
+    if not DRY_RUN:
+        assert report["triton_ms"] < report["eager_ms"]
 
 
+@needs_gpu
 def test_wavenet_on_gpu_matches_cpu(gpu, report):
     """fp32 with TF32 off, dilations up to 16384 (cuDNN with large dilations)."""
-    configure_backends([gpu], "fp32")
     torch.manual_seed(0)
     net = WaveNet(PRESETS["cfg_2"].wavenet).eval()
     x = torch.randn(4, 1, 10000) * 2
-    with torch.inference_mode():
+    with fp32_reference(), torch.inference_mode():
         want = net(x)
         got = net.to(gpu)(x.to(gpu)).cpu()
-    err = ((got - want).abs().max() / want.abs().max()).item()
-    report["wavenet_gpu_vs_cpu_rel_err"] = err
-    assert err < 1e-5
+    report["rel_err"] = _rel(got, want)
+    assert report["rel_err"] < 1e-5
 
 
-def test_reference_tiny_model_fp32_and_fp16(gpu, report):
-    io = np.load(REFERENCE / "tiny_model" / "io.npz")
-    eeg, spect = torch.from_numpy(io["input_eeg_raw"]).to(gpu), torch.from_numpy(io["input_comp_spectrogram"]).to(gpu)
+def test_reference_tiny_model(gpu, report):
+    """The training code's logits of the reference tiny model (tests/data's compact set travels with the repo):
+    fp32 with TF32 off, TF32 (measured), and the low precision."""
+    eeg, spect, logits = reference_tiny_io(REFERENCE)
+    eeg, spect = torch.from_numpy(eeg).to(gpu), torch.from_numpy(spect).to(gpu)
     model = _reference_member(gpu).model
-    heads = {"all": "logits_all", "spect": "logits_spect", "eeg_stft": "logits_eeg_stft",
-             "eeg_wavenet": "logits_eeg_wavenet"}
-    result = {}
-    for mode in ("tf32", "fp32", "fp16"):
-        set_tf32(mode == "tf32")
-        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=mode == "fp16"):
+    modes = ("fp32", LOW) if DRY_RUN else ("fp32", "tf32", LOW)
+    for mode in modes:
+        with tf32(mode == "tf32"), torch.inference_mode(), autocast(gpu, mode):
             out = model(eeg, spect)
-        result[mode] = {h: float(np.abs(out[h].float().cpu().numpy() - io[k]).max()) for h, k in heads.items()}
-    report["reference_tiny_model_max_abs_logit_diff"] = result
-    assert max(result["fp32"].values()) < 1e-4
-    assert max(result["fp16"].values()) < 0.05
+        report[mode] = {h: float(np.abs(out[h].float().cpu().numpy() - logits[f"logits_{h}"]).max())
+                        for h in ("all", "spect", "eeg_stft", "eeg_wavenet")}
+    assert max(report["fp32"].values()) < 1e-4
+    assert max(report[LOW].values()) < 0.05
 
 
+@needs_gpu
 @pytest.mark.parametrize("preset", ["cfg_1", "cfg_8"])
 def test_autocast_keeps_the_stft_in_fp32_and_everything_finite(gpu, preset, rows, report):
     _, electrodes, _ = rows
     t = torch.arange(10000) / 200
     square = 64 * torch.sign(torch.sin(2 * torch.pi * 3 * t))
     sine = 64 * torch.sin(2 * torch.pi * 7 * t)
-    from hms_infer.ensemble import bipolar_views
     synthetic = bipolar_views(electrodes[:2], ("none",))[:, 0]
     inputs = {"square": square.expand(2, 24, -1), "sine": sine.expand(2, 24, -1), "zeros": torch.zeros(2, 24, 10000),
               "synthetic": synthetic}
-    member = _member(preset, 0, gpu)
-    model = member.model
+    model = _member(preset, 0, gpu).model
     seen = {"fp16_max": 0.0, "nonfinite": [], "stft_dtypes": set(), "attention_softmax_dtype": None}
 
     def hook(name):
@@ -248,46 +257,47 @@ def test_autocast_keeps_the_stft_in_fp32_and_everything_finite(gpu, preset, rows
             for name, eeg in inputs.items():
                 feats = model.spect_backbone.backbone(spect.reshape(20, 1, 300, 100)).reshape(2, 10, -1)
                 seen["attention_softmax_dtype"] = str(torch.softmax(model.spect_backbone.attention(feats), 1).dtype)
-                out = model(eeg.to(gpu), spect)["all"]
-                assert out.isfinite().all(), name
+                assert model(eeg.to(gpu), spect)["all"].isfinite().all(), name
     finally:
         for h in handles:
             h.remove()
     seen["stft_dtypes"] = sorted(seen["stft_dtypes"])
-    report[f"autocast_{preset}"] = seen
+    report.update(seen)
     assert seen["stft_dtypes"] == ["torch.float32"] and seen["attention_softmax_dtype"] == "torch.float32"
     assert not seen["nonfinite"] and seen["fp16_max"] < 3e4
 
 
 def _probs(members, precision, electrodes, spect):
-    ens = Ensemble(members, precision=precision)
-    return ens.member_logits(electrodes, spect).double().softmax(-1)  # (M, B, V, 6)
+    return Ensemble(members, VIEWS, precision=precision).member_logits(electrodes, spect).double().softmax(-1)
 
 
-def test_fp16_and_bf16_within_2e3_of_fp32(gpu, rows, report):
+def test_low_precision_against_fp32(gpu, rows, report):
+    """Max |dprob| and the KL of each member's view-mean against fp32 with TF32 off, measured and bounded
+    (`DPROB_BOUND`, `KL_BOUND`): fp16 and bf16 (sm_80+) on the GPU, bf16 in a dry run."""
     _, electrodes, spect = rows
-    electrodes, spect = electrodes[:8], spect[:8]
-    results = {}
-    for make in (lambda: _reference_member(gpu), lambda: _member("cfg_1", 1, gpu), lambda: _member("cfg_5", 5, gpu)):
-        name = make().name
-        configure_backends([gpu], "fp32")
-        p32 = _probs([make()], "fp32", electrodes, spect)
-        results[name] = {"max_prob": p32.max().item()}
-        for precision in ("fp16", "bf16"):
-            if precision == "bf16" and torch.cuda.get_device_capability(gpu) < (8, 0):
-                continue
-            p = _probs([make()], precision, electrodes, spect)
-            results[name][precision] = (p - p32).abs().max().item()
-            if precision == "fp16":
+    n = 2 if DRY_RUN else 8
+    electrodes, spect = electrodes[:n], spect[:n]
+    makers = {"reference_tiny": lambda: _reference_member(gpu)}
+    makers.update({p: (lambda p=p, s=s: _member(p, s, gpu)) for p, s in (("cfg_1", 1), ("cfg_5", 5))})
+    if DRY_RUN:
+        del makers["cfg_5"]
+    lows = [LOW] + (["bf16"] if not DRY_RUN and torch.cuda.get_device_capability(gpu) >= (8, 0) else [])
+    for name, make in makers.items():
+        with fp32_reference():
+            p32 = _probs([make()], "fp32", electrodes, spect)
+            report[name] = {"max_prob": p32.max().item()}
+            for precision in lows:
+                p = _probs([make()], precision, electrodes, spect)
                 e32, e16 = p32.mean((0, 2)), p.mean((0, 2))
-                results[name]["kl_fp16"] = (e32 * (e32 / e16).log()).sum(-1).max().item()
-    report["precision_max_abs_dprob"] = results
-    print(json.dumps(results, indent=1))
-    for name, r in results.items():
-        assert r["fp16"] < 2e-3 and r["kl_fp16"] < 1e-4, (name, r)
-        assert r.get("bf16", 0.0) < 2e-3, (name, r)
+                report[name][precision] = {"max_abs_dprob": (p - p32).abs().max().item(),
+                                           "max_kl": (e32 * (e32 / e16).log()).sum(-1).max().item()}
+    for name, r in report.items():
+        for precision in lows:
+            assert r[precision]["max_abs_dprob"] < DPROB_BOUND[precision], (name, precision, r)
+            assert r[precision]["max_kl"] < KL_BOUND[precision], (name, precision, r)
 
 
+@needs_gpu
 def test_t4_memory_emulation(gpu, report):
     """A 16 GB T4: 14.5 GiB usable, the 8-block presets at batch 8 x 4 views fp16, peaks below 13 GiB."""
     total = torch.cuda.get_device_properties(gpu).total_memory
@@ -296,7 +306,6 @@ def test_t4_memory_emulation(gpu, report):
         pytest.skip("the GPU has no more than 14.5 GiB")
     torch.cuda.empty_cache()
     torch.cuda.set_per_process_memory_fraction(fraction, gpu)
-    peaks = {}
     benchmark = torch.backends.cudnn.benchmark
     try:
         electrodes = torch.randn(12, 19, 10000)
@@ -307,13 +316,11 @@ def test_t4_memory_emulation(gpu, report):
             for batch in (8, 12):
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(gpu)
-                try:
-                    ens.member_logits(electrodes[:batch], spect[:batch])
-                    peaks[f"{preset}/b{batch}"] = {
-                        "allocated_gib": torch.cuda.max_memory_allocated(gpu) / 2**30,
-                        "reserved_gib": torch.cuda.max_memory_reserved(gpu) / 2**30}
-                except (torch.cuda.OutOfMemoryError, HMSInputError) as e:
-                    peaks[f"{preset}/b{batch}"] = f"out of memory: {str(e)[:80]}"
+                logits = ens.member_logits(electrodes[:batch], spect[:batch])
+                report[f"{preset}/b{batch}"] = {
+                    "allocated_gib": torch.cuda.max_memory_allocated(gpu) / 2**30,
+                    "reserved_gib": torch.cuda.max_memory_reserved(gpu) / 2**30,
+                    "rows_per_pass": ens._rows_per_pass or batch, "finite": bool(logits.isfinite().all())}
             del ens
     finally:
         torch.backends.cudnn.benchmark = benchmark
@@ -321,44 +328,80 @@ def test_t4_memory_emulation(gpu, report):
         torch.cuda.empty_cache()
     with torch.device("meta"):
         members = [(PRESETS[p], create_model(p), gpu) for p in PRESETS]
-    peaks["auto_batch_size_one_t4_8_members"] = auto_batch_size(members, 4, "fp16", {gpu: 14.75})
-    report["t4_emulation"] = peaks
-    print(json.dumps(peaks, indent=1))
+    report["auto_batch_size_one_t4_8_members"] = auto_batch_size(members, 4, "fp16", {gpu: 14.75})
     for preset in ("cfg_2", "cfg_4", "cfg_6", "cfg_8"):
-        assert isinstance(peaks[f"{preset}/b8"], dict) and peaks[f"{preset}/b8"]["reserved_gib"] < 13, preset
-    assert peaks["auto_batch_size_one_t4_8_members"] == 8
+        assert report[f"{preset}/b8"]["rows_per_pass"] == 8 and report[f"{preset}/b8"]["reserved_gib"] < 13, preset
+    assert report["auto_batch_size_one_t4_8_members"] == 8
 
 
-def test_end_to_end_11_rows_batch_8(gpu, rows, report):
-    """First, steady and last (padded) batch times; rows finite and summing to 1; the sync points of one batch."""
+@needs_gpu
+def test_out_of_memory_recovery_frees_the_failed_pass(gpu, rows, report):
+    """A cap that fits 2 rows but not 8: the batch runs in smaller passes, with the same numbers; the failed pass's
+    memory is back (allocated memory after the run equals before), and the next batch starts at the smaller size."""
+    _, electrodes, spect = rows
+    ens = Ensemble([_member("cfg_5", 5, gpu)], precision="fp16")
+    torch.backends.cudnn.benchmark = False
+    want = ens.member_logits(electrodes[:8], spect[:8])
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(gpu)
+    base = torch.cuda.memory_allocated(gpu)
+    ens.member_logits(electrodes[:2], spect[:2])
+    two_rows = torch.cuda.max_memory_allocated(gpu) - base
+    total = torch.cuda.get_device_properties(gpu).total_memory
+    torch.cuda.empty_cache()
+    torch.cuda.set_per_process_memory_fraction(min((base + 2.5 * two_rows) / total, 1.0), gpu)
+    try:
+        got = ens.member_logits(electrodes[:8], spect[:8])
+        after = torch.cuda.memory_allocated(gpu)  # the failed passes' tensors freed: back to the weights
+        first = ens._rows_per_pass
+        ens.member_logits(electrodes[:8], spect[:8])
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0, gpu)
+        torch.cuda.empty_cache()
+    report.update({"base_gib": base / 2**30, "two_rows_gib": two_rows / 2**30, "rows_per_pass": first,
+                   "allocated_after_gib": after / 2**30, "max_abs_dlogit": (got - want).abs().max().item()})
+    assert first is not None and first < 8 and ens._rows_per_pass <= first
+    assert after - base < 0.1 * two_rows and got.isfinite().all() and report["max_abs_dlogit"] < 0.05
+
+
+def test_end_to_end_padded_batches_and_sync_points(gpu, rows, report):
+    """11 rows at batch 8 (a dry run: 3 rows at batch 2, one view): first, steady and last (padded) batch times; rows finite
+    and summing to 1, and equal to the reference path; on the GPU, the sync points of one batch."""
     data, electrodes, spect = rows
     members = [_member("cfg_1", 1, gpu), _member("cfg_5", 5, gpu)]
-    ens = Ensemble(members, precision="fp16")
-    assert ens.wave_backend == "triton"
+    precision = "fp32" if DRY_RUN else "fp16"
+    ens = Ensemble(members, VIEWS, precision=precision)
+    report["wave_backend"] = ens.wave_backend
     assert any(isinstance(m, FastWaveBlock) for m in members[0].model.modules())
+    if not DRY_RUN and torch.cuda.get_device_capability(gpu) >= (8, 0):
+        assert ens.wave_backend == "triton"
     comp = Competition(data, "test")
+    n, size = (3, 2) if DRY_RUN else (11, 8)
     times, probs = [], []
-    for rep in range(2):  # the first pass includes cuDNN benchmarking and autotuning
+    for rep in range(2):  # the first pass includes cuDNN benchmarking
         t = time.perf_counter()
-        for index, logits, _ in ens.batch_logits(comp, None, 8, 2, progress=False):
+        for index, logits, _ in ens.batch_logits(comp, list(range(n)), size, 2, progress=False):
             times.append((rep, len(index), time.perf_counter() - t))
             probs.append(ens.blend(logits))
             t = time.perf_counter()
-    p = np.concatenate(probs[-2:])
-    assert p.shape == (11, 6) and np.isfinite(p).all() and np.allclose(p.sum(1), 1)
-    steady = [dt for rep, n, dt in times if rep == 1 and n == 8]
-    last = [dt for rep, n, dt in times if rep == 1 and n == 3]
-    report["e2e_11_rows"] = {"batches": times, "last_vs_steady": last[0] / steady[0]}
-    assert last[0] < 2 * steady[0]  # padded: no re-benchmark for the smaller batch
+    p = np.concatenate(probs[len(probs) // 2:])
+    assert p.shape == (n, 6) and np.isfinite(p).all() and np.allclose(p.sum(1), 1)
+    steady = [dt for rep, k, dt in times if rep == 1 and k == size]
+    last = [dt for rep, k, dt in times if rep == 1 and k < size]
+    report["batches"] = times
+    report["last_vs_steady"] = last[0] / steady[0]
+    if not DRY_RUN:
+        assert last[0] < 2 * steady[0]  # padded: no re-benchmark for the smaller batch
 
     reference = Ensemble([LoadedMember(m.name, create_model(m.arch).to(gpu).eval(), 1.0, gpu) for m in members],
-                         precision="fp16", fast=False)
+                         VIEWS, precision=precision, fast=False)
     for r, m in zip(reference.members, members):
         r.model.load_state_dict(m.model.state_dict())
-    ref = reference.predict_proba(electrodes[:8], spect[:8])
-    report["e2e_fast_vs_reference_max_dprob"] = float(np.abs(ref - p[:8]).max())
-    assert np.abs(ref - p[:8]).max() < 2e-3
-
+    ref = reference.predict_proba(electrodes[:size], spect[:size])
+    report["fast_vs_reference_max_dprob"] = float(np.abs(ref - p[:size]).max())
+    assert report["fast_vs_reference_max_dprob"] < (1e-5 if DRY_RUN else 2e-3)
+    if DRY_RUN:
+        return
     torch.cuda.set_sync_debug_mode("warn")
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -366,11 +409,35 @@ def test_end_to_end_11_rows_batch_8(gpu, rows, report):
             ens.member_logits(electrodes[:8].pin_memory(), spect[:8].pin_memory())
     finally:
         torch.cuda.set_sync_debug_mode(0)
-    syncs = sorted({str(w.message).splitlines()[0][:160] for w in caught})
-    report["sync_points_one_batch"] = syncs
-    print("sync points:", *syncs, sep="\n  ")
+    report["sync_points_one_batch"] = sorted({str(w.message).splitlines()[0][:160] for w in caught})
 
 
+@needs_gpu
+def test_two_threads_compile_and_launch_new_channel_counts_at_once(gpu, report):
+    """What two GPUs' launching threads do at their first batch, on one GPU: two channel counts no test launched
+    before, compiled and launched from two threads at the same moment (0.3.0's autotuner crashed here)."""
+    from hms_infer.kernels.wave_level import wave_level
+    start, errors, results = threading.Barrier(2), [], {}
+    inputs = {c: [a.half() for a in _level_inputs(c, 4, gpu, seed=c)] for c in (36, 44)}
+
+    def level(c):
+        start.wait()
+        try:
+            with torch.inference_mode(), torch.cuda.device(gpu):
+                results[c] = wave_level(*inputs[c], 2)
+        except Exception as e:  # noqa: BLE001  what the test is about
+            errors.append(f"{type(e).__name__}: {e}")
+    threads = [threading.Thread(target=level, args=(c,)) for c in inputs]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    report["errors"] = errors
+    with fp32_reference(), torch.inference_mode():
+        for c, got in results.items():
+            report[f"C{c}_rel_err"] = _rel(got, _eager_level(*(a.float() for a in inputs[c]), 2))
+    assert not errors and report["C36_rel_err"] < 6e-3 and report["C44_rel_err"] < 6e-3
+
+
+@needs_gpu
 def test_precision_and_device_edge_cases(gpu, rows, report, monkeypatch):
     with pytest.raises(HMSInputError, match="fp16 runs on GPUs only"):
         resolve_precision("fp16", [CPU])
@@ -382,20 +449,17 @@ def test_precision_and_device_edge_cases(gpu, rows, report, monkeypatch):
     with pytest.raises(HMSInputError, match="no bf16 support"):
         resolve_precision("bf16", [gpu])
     monkeypatch.undo()
-    # a mixed device list: members on the GPU and on the CPU, fp32, one blend
-    _, electrodes, spect = rows
-    cfg = json.loads((REFERENCE / "tiny_model" / "config.json").read_text())
+    _, electrodes, spect = rows  # a mixed device list: members on the GPU and on the CPU, fp32, one blend
     mixed = Ensemble([_reference_member(gpu), _reference_member(CPU)], precision="fp32")
     assert wave_backend([gpu, CPU], "fp32", True) == "merged"
     logits = mixed.member_logits(electrodes[:2], spect[:2])
-    diff = (logits[0] - logits[1]).abs().max().item()
-    report["mixed_gpu_cpu_max_logit_diff"] = diff
-    assert diff < 1e-4 and cfg["backbone"] == "test_efficientnet"
+    report["mixed_gpu_cpu_max_logit_diff"] = (logits[0] - logits[1]).abs().max().item()
+    assert report["mixed_gpu_cpu_max_logit_diff"] < 1e-4
 
 
+@needs_gpu
 def test_two_gpus_overlap(report, rows):
     if torch.cuda.device_count() < 2:
-        print("\n*** SKIP: one GPU only: the two-device member spread is not measured here ***")
         report["two_gpus"] = "SKIPPED: one GPU"
         pytest.skip("one GPU only: the two-device member spread needs two")
     _, electrodes, spect = rows
@@ -403,7 +467,7 @@ def test_two_gpus_overlap(report, rows):
                    precision="fp16")
     two = Ensemble([_member(p, i, torch.device("cuda", i)) for i, p in enumerate(("cfg_1", "cfg_5"))],
                    precision="fp16")
-    t1 = _time(lambda: one.member_logits(electrodes[:8], spect[:8]), 3)
-    t2 = _time(lambda: two.member_logits(electrodes[:8], spect[:8]), 3)
-    report["two_gpus"] = {"one_s": t1, "two_s": t2, "speedup": t1 / t2}
+    t1 = median_seconds(lambda: one.member_logits(electrodes[:8], spect[:8]), 3)
+    t2 = median_seconds(lambda: two.member_logits(electrodes[:8], spect[:8]), 3)
+    report.update({"one_s": t1, "two_s": t2, "speedup": t1 / t2})
     assert t1 / t2 > 1.3
