@@ -102,9 +102,9 @@ if [ "$COMMIT" != unknown ] && [ -n "$(git -C "$ROOT" status --porcelain --untra
     COMMIT="$COMMIT-dirty"
 fi
 
-ARGS=(--out "$OUT" --wheels "$STAGE/wheels" --requirements "$REQUIREMENTS" --kernel "$ROOT/kernel.py"
+ARGS=(--out "$OUT" --wheels "$STAGE/wheels" --requirements "$REQUIREMENTS" --kernel "$ROOT/kaggle/kernel.py"
       --default-manifest "$ROOT/weights_manifest.yaml" --commit "$COMMIT"
       --notebook-out "$NOTEBOOK_OUT" --notebook-cell "$ROOT/kaggle/notebook_cell.py")
 [ -z "$WEIGHTS_DIR" ] || ARGS+=(--weights-dir "$WEIGHTS_DIR")
 [ -z "$MANIFEST" ] || ARGS+=(--manifest "$MANIFEST")
-PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m hms_infer.bundle "${ARGS[@]}"
+PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m hms_infer bundle "${ARGS[@]}"

@@ -4,18 +4,23 @@
     frame = hms_infer.predict("test_dir", out="submission.csv", manifest="weights_manifest.yaml")
     ens = hms_infer.Ensemble.from_manifest("weights_manifest.yaml", device="cuda")
 
-More, each the API of a command: `hms_infer.report.figure` / `make_report` (report), `hms_infer.fitweights.fit_weights`
-(fit-weights), `hms_infer.pseudo_labels.pseudo_labels` (pseudo-labels), `hms_infer.parity`, `hms_infer.bench`.
+Every command has its API function in `hms_infer.tasks` (`hms_infer.tasks.parity.parity`,
+`hms_infer.tasks.fit_weights.fit_weights`, `hms_infer.tasks.report.make_report`, ...); `hms_infer.report.figure`
+draws one row in a notebook. The library logs (logger `hms_infer`): `logging.basicConfig(level=logging.INFO)` shows a
+run's summary lines, `logging.getLogger("hms_infer").setLevel(logging.ERROR)` silences them.
 """
-from .constants import CLASSES, SUBMISSION_HEADER, VIEWS
+from .constants import CLASSES, SUBMISSION_HEADER
 from .data import Competition
-from .ensemble import Ensemble, blend, predict
+from .ensemble import Ensemble, blend
 from .errors import HMSInputError
 from .manifest import Manifest, Member, load_manifest
 from .models import PRESETS, ArchConfig, HMSModel, create_model
+from .montage import VIEWS
+from .options import RunOptions
+from .tasks.predict import predict
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 __all__ = [
     "CLASSES", "SUBMISSION_HEADER", "VIEWS", "Competition", "Ensemble", "blend", "predict", "HMSInputError",
-    "Manifest", "Member", "load_manifest", "PRESETS", "ArchConfig", "HMSModel", "create_model",
+    "Manifest", "Member", "load_manifest", "PRESETS", "ArchConfig", "HMSModel", "create_model", "RunOptions",
 ]

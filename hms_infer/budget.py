@@ -1,5 +1,6 @@
 """The time budget: a run projects its total time and, if that exceeds the budget, predicts the remaining rows
-with fewer TTA views, then fewer members, reusing the loaded models.
+with fewer TTA views, then fewer members. The tracker here only decides; the caller runs each batch with
+`Ensemble.subset(*tracker.current)` (the same loaded models).
 
 Levels (`levels`), from the full ensemble down, each one step smaller than the one before:
 - the views in `TTA_DROP_ORDER` (lrfb, then fb, then lr) that the run has, one at a time, never the last view;
@@ -17,13 +18,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 from .constants import BUDGET_STEADY_BATCHES, TTA_DROP_ORDER
 from .errors import HMSInputError
-
-if TYPE_CHECKING:
-    from .ensemble import Ensemble
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +82,9 @@ def choose_level(ladder: Sequence[Level], current: int, elapsed_s: float, rows_l
 class BudgetTracker:
     """Follows a run batch by batch against `budget_s` and decides the level of the rows to come.
 
-    `batch_done(rows, first_row)` after each batch; `level` is the level of the next batch; `report()` is the
-    JSON section (budget, projections, drops, rows per level). `clock` is injectable for tests.
+    `batch_done(rows, first_row)` after each batch; `current` is the level of the next batch (`level` its index);
+    `report()` is the JSON section (budget, projections, drops, rows per level), `summary()` its line. `clock` is
+    injectable for tests.
     """
 
     def __init__(self, budget_s: float, n_rows: int, views: Sequence[str], member_names: Sequence[str],
@@ -104,6 +103,10 @@ class BudgetTracker:
         self.projections: list[dict] = []
         self.drops: list[dict] = []
         self.rows_at: dict[int, list[int]] = {}  # level -> [rows predicted, first table row]
+
+    @property
+    def current(self) -> Level:
+        return self.ladder[self.level]
 
     @property
     def elapsed_s(self) -> float:
@@ -157,29 +160,11 @@ class BudgetTracker:
                 "levels": [{**self.describe(k), "rows": n, "first_row": first}
                            for k, (n, first) in sorted(self.rows_at.items())]}
 
-
-class Budget:
-    """A `BudgetTracker` bound to a loaded ensemble: `ensemble` is the current level's `Ensemble.subset` (the same
-    models), the one that predicts the next batch."""
-
-    def __init__(self, ensemble: "Ensemble", budget_s: float, n_rows: int, spent_s: float = 0.0,
-                 clock: Callable[[], float] = time.perf_counter):
-        from .runtime import member_gflops
-        self.full = self.ensemble = ensemble
-        self.tracker = BudgetTracker(budget_s, n_rows, ensemble.tta, [m.name for m in ensemble.members],
-                                     [member_gflops(m.arch) for m in ensemble.members], spent_s, clock)
-
-    def batch_done(self, rows: int, first_row: int) -> None:
-        if self.tracker.batch_done(rows, first_row):
-            level = self.tracker.ladder[self.tracker.level]
-            self.ensemble = self.full.subset(level.views, level.members)
-
     def summary(self) -> str:
         """One line: the budget, the time taken, and from which row on which views and members ran."""
-        t = self.tracker
-        head = f"hms_infer: time budget {t.budget_s:.0f} s, {t.elapsed_s:.1f} s used"
-        if not t.drops:
+        head = f"hms_infer: time budget {self.budget_s:.0f} s, {self.elapsed_s:.1f} s used"
+        if not self.drops:
             return f"{head}: nothing dropped"
         steps = "; ".join(f"from row {first} ({n} rows) views {','.join(d['views'])}, members {','.join(d['members'])}"
-                          for d, (n, first) in ((t.describe(k), t.rows_at[k]) for k in sorted(t.rows_at) if k))
-        return f"{head}: {steps} (projected {t.drops[0]['projected_total_s']:.0f} s with everything)"
+                          for d, (n, first) in ((self.describe(k), self.rows_at[k]) for k in sorted(self.rows_at) if k))
+        return f"{head}: {steps} (projected {self.drops[0]['projected_total_s']:.0f} s with everything)"

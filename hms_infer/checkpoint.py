@@ -1,4 +1,4 @@
-"""Reading checkpoints safely, verifying them, loading them strictly, and recognising their preset.
+"""Reading checkpoints safely, verifying them, and loading them strictly (their preset: `models.detect_preset`).
 
 A checkpoint is what the training code saved with `torch.save(model.state_dict(), ...)`: `.pt` read with
 `weights_only=True` (a plain state dict, or one under `state_dict`/`model`, Lightning's `model.` prefix
@@ -7,17 +7,12 @@ stripped), or `.safetensors`.
 from __future__ import annotations
 
 import hashlib
-import pickle
-import zipfile
-from functools import lru_cache
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from .errors import HMSInputError
-from .models import PRESETS, create_model, resolve_arch
-from .models.stft import StftLayer
 
 StateDict = dict[str, torch.Tensor]
 LFS_POINTER = b"version https://git-lfs.github.com/spec/"
@@ -33,7 +28,6 @@ def sha256(path: str | Path) -> str:
 
 def read_state_dict(path: str | Path) -> StateDict:
     """Tensors of a `.pt` / `.safetensors` checkpoint, on CPU, with any `model.` prefix removed."""
-    from safetensors import SafetensorError
     from safetensors.torch import load_file
     path = Path(path)
     if not path.is_file():
@@ -47,10 +41,9 @@ def read_state_dict(path: str | Path) -> StateDict:
             sd = load_file(str(path), device="cpu")
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, OSError, zipfile.BadZipFile, EOFError, ValueError,
-            SafetensorError) as e:
+    except Exception as e:  # noqa: BLE001  whatever a damaged or foreign file makes the readers raise
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise HMSInputError(f"{path}: not a readable weights-only checkpoint ({first})") from None
+        raise HMSInputError(f"{path}: not a readable weights-only checkpoint ({type(e).__name__}: {first})") from None
     for key in ("state_dict", "model"):
         if isinstance(sd, dict) and isinstance(sd.get(key), dict):
             sd = sd[key]
@@ -86,49 +79,3 @@ def load_weights(model: nn.Module, sd: StateDict, source: str, arch_name: str) -
         raise HMSInputError(f"{source}: checkpoint does not fit arch {arch_name}: {problem}")
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, strict=True)
     return model
-
-
-@lru_cache(maxsize=None)
-def _preset_shapes(name: str) -> dict[str, tuple[int, ...]]:
-    with torch.device("meta"):
-        model = create_model(name)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
-
-
-@lru_cache(maxsize=None)
-def _window_mask(name: str) -> torch.Tensor:
-    return StftLayer(resolve_arch(name).stft).spec_layer.window_mask
-
-
-_MASK_KEY = "eeg_backbone.stft_layer.spec_layer.window_mask"
-
-
-def detect_preset(sd: StateDict, source: str = "checkpoint") -> str:
-    """The preset (`cfg_N`) whose keys, shapes and STFT window match `sd`; an error that describes it otherwise.
-
-    The window is compared to 1e-3, so fp16 checkpoints (`convert --half`) are recognised too.
-    """
-    shapes = {k: tuple(v.shape) for k, v in sd.items()}
-    for name in PRESETS:
-        if shapes == _preset_shapes(name) and torch.allclose(sd[_MASK_KEY].float(), _window_mask(name), atol=1e-3):
-            return name
-    raise HMSInputError(f"{source}: unknown layout, matches none of {list(PRESETS)}: {_summary(sd)}")
-
-
-def _summary(sd: StateDict) -> str:
-    """What a state dict looks like, in the terms of the presets table."""
-    found = [f"{len(sd)} tensors"]
-    if "spect_backbone.backbone.stem.stem1.conv.weight" in sd:
-        found.append("hgnetv2 spectrogram backbone")
-    elif "spect_backbone.backbone.conv_stem.weight" in sd:
-        found.append("EfficientNet-style spectrogram backbone")
-    if "eeg_backbone.stft_layer.spec_layer.wsin" in sd:
-        found.append(f"STFT n_fft={sd['eeg_backbone.stft_layer.spec_layer.wsin'].shape[-1]}")
-    blocks = {k.split(".")[4] for k in sd if k.startswith("eeg_backbone_1d.backbone_1ds.0.wave_blocks.")}
-    if blocks:
-        last = f"eeg_backbone_1d.backbone_1ds.0.wave_blocks.{len(blocks) - 1}.conv1x1.weight"
-        channels = sd[last].shape[0] if last in sd else "?"
-        found.append(f"WaveNet blocks={len(blocks)} C={channels}")
-    if not any(k.startswith("head_all.") for k in sd):
-        found.append("no head_all (not an HMS multimodal checkpoint?)")
-    return ", ".join(found)

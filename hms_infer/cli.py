@@ -1,50 +1,136 @@
-"""Command line: a thin layer over the package API.
+"""Command line: argparse only. Each command builds its arguments (and one `RunOptions`), calls its task
+(`hms_infer.tasks`) by keyword, and prints; the library reports through `logging`, which `configure_logging` shows
+here (INFO lines on stdout as they are, warnings on stderr).
 
-    python -m hms_infer --test-dir DIR --out submission.csv [options]     # the main command: predict
-    python -m hms_infer inputs|manifest|demo|score|parity|fit-weights|convert|bench|report|pseudo-labels ...
+    python -m hms_infer --test-dir DIR --out submission.csv [options]     # the main command (also `predict`)
+    python -m hms_infer COMMAND [options]                                 # python -m hms_infer --help lists them
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
-
-from .constants import VIEWS
+from . import __version__
+from .constants import BLENDS, PRECISIONS
 from .errors import HMSInputError
+from .manifest import default_manifest_path
+from .montage import VIEWS
+from .options import RunOptions
 
-Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+INCOMPLETE = 3  # pseudo-labels stopped by --time-limit: run the same command again to resume
 
 
-def _add_runtime_args(p: argparse.ArgumentParser) -> None:
+class _Console(logging.StreamHandler):
+    """Writes to whatever sys.stdout / sys.stderr is when a record arrives (a notebook or a test may swap it)."""
+
+    def __init__(self, stderr: bool):
+        super().__init__()
+        self._stderr = stderr
+
+    @property
+    def stream(self):
+        return sys.stderr if self._stderr else sys.stdout
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def configure_logging() -> None:
+    """hms_infer's INFO messages (a run's progress and summary lines) on stdout as they are; warnings and errors
+    on stderr with their level and logger. Replaces what an earlier call installed."""
+    logger = logging.getLogger("hms_infer")
+    for handler in [h for h in logger.handlers if isinstance(h, _Console)]:
+        logger.removeHandler(handler)
+    out, err = _Console(stderr=False), _Console(stderr=True)
+    out.setLevel(logging.INFO)
+    out.addFilter(lambda record: record.levelno < logging.WARNING)
+    err.setLevel(logging.WARNING)
+    err.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(out)
+    logger.addHandler(err)
+    logger.setLevel(logging.INFO)
+
+
+def version() -> str:
+    """`hms_infer X.Y.Z`, and the git commit when run from a checkout (`-dirty` when tracked files changed)."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        return f"hms_infer {__version__}"
+    git = ["git", "-C", str(root)]
+    try:
+        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return f"hms_infer {__version__}"
+    return f"hms_infer {__version__} (git {commit}{'-dirty' if dirty else ''})"
+
+
+# -- shared arguments -----------------------------------------------------------------------------------------------
+
+def _manifest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--manifest", type=Path, default=None,
                    help="weights manifest (default: WEIGHTS_DIR/weights_manifest.yaml, else ./weights_manifest.yaml)")
     p.add_argument("--weights-dir", type=Path, default=None,
                    help="folder the manifest's checkpoint paths are relative to (default: the manifest's folder)")
+
+
+def _run_args(p: argparse.ArgumentParser, views: bool = True, batches: bool = True, shard: bool = False,
+              compile: bool = False) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:0,cuda:1 (default auto: all GPUs)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+    p.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
                    help="autocast dtype (default auto: fp16 on GPU, as validated in training; fp32 on CPU)")
+    if views:
+        p.add_argument("--tta", default=None, help=f"comma list of views from {','.join(VIEWS)} (default: the "
+                                                    f"manifest's)")
+    if batches:
+        p.add_argument("--batch-size", default="auto",
+                       help="rows per batch (default auto: what fits the GPU's memory, 8 on a 16 GB T4; 4 on CPU)")
+        p.add_argument("--num-workers", default="auto",
+                       help="DataLoader worker processes (default auto: CPU cores - 1, at most 8; 0: in-process)")
+    if shard:
+        p.add_argument("--shard", default=None, metavar="I/N",
+                       help="compute every N-th batch from the I-th and write it as a part; the shard completing the "
+                            "set merges (under torchrun: RANK/WORLD_SIZE, rank 0 merges)")
+    if compile:
+        p.add_argument("--compile", action="store_true", help="torch.compile each member (compile time: minutes)")
+
+
+def _options(args: argparse.Namespace) -> RunOptions:
+    """The one `RunOptions` of a command's arguments."""
+    return RunOptions(device=args.device, precision=args.precision, views=getattr(args, "tta", None),
+                      batch_size=getattr(args, "batch_size", "auto"), num_workers=getattr(args, "num_workers", "auto"),
+                      compile=getattr(args, "compile", False), shard=getattr(args, "shard", None))
 
 
 def _manifest_path(args: argparse.Namespace) -> Path:
-    if args.manifest is not None:
-        return args.manifest
-    if args.weights_dir is not None and (args.weights_dir / "weights_manifest.yaml").is_file():
-        return args.weights_dir / "weights_manifest.yaml"
-    return Path("weights_manifest.yaml")
+    return args.manifest if args.manifest is not None else default_manifest_path(args.weights_dir)
 
+
+def _group(layout: str, option: str) -> Callable[[str], tuple[str, str, str]]:
+    def parse(spec: str) -> tuple[str, str, str]:
+        from .training import parse_group
+        try:
+            return (layout, *parse_group(spec, option))
+        except HMSInputError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parse
+
+
+# -- the commands ---------------------------------------------------------------------------------------------------
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-dir", type=Path, required=True, help="folder with test.csv, test_eegs/, test_spectrograms/")
     p.add_argument("--out", type=Path, required=True, help="submission CSV to write (atomically)")
-    _add_runtime_args(p)
-    _add_tta_arg(p)
-    _add_batch_args(p)
-    _add_shard_arg(p)
-    p.add_argument("--compile", action="store_true", help="torch.compile each member (compile time: minutes)")
+    _manifest_args(p)
+    _run_args(p, shard=True, compile=True)
     p.add_argument("--strict", action="store_true",
                    help="the first row without usable input is an error (default: degraded / fallback rows, "
                         "listed and written to <out>.issues.json)")
@@ -53,28 +139,10 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
                         "fb, lr), then fewer members (from the manifest's end); said in the log and <out>.issues.json")
 
 
-def _add_tta_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tta", default=None, help=f"comma list of views from {','.join(VIEWS)} (overrides the manifest)")
-
-
-def _add_batch_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--batch-size", default="auto",
-                   help="rows per batch (default auto: what fits the GPU's memory, 8 on a 16 GB T4; 4 on CPU)")
-    p.add_argument("--num-workers", default="auto",
-                   help="DataLoader worker processes (default auto: CPU cores - 1, at most 8; 0: read in-process)")
-
-
-def _add_shard_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--shard", default=None, metavar="I/N",
-                   help="compute every N-th batch from the I-th and write it as a part; the shard completing the "
-                        "set merges (under torchrun: RANK/WORLD_SIZE, rank 0 merges)")
-
-
 def _predict(args: argparse.Namespace) -> int:
-    from .ensemble import predict
-    predict(args.test_dir, args.out, _manifest_path(args), args.weights_dir, args.device, args.precision,
-            args.tta, args.batch_size, args.num_workers, shard=args.shard, compile=args.compile, strict=args.strict,
-            time_budget=args.time_budget)
+    from .tasks.predict import predict
+    predict(args.test_dir, out=args.out, manifest=_manifest_path(args), weights_dir=args.weights_dir,
+            options=_options(args), strict=args.strict, time_budget=args.time_budget)
     return 0
 
 
@@ -86,38 +154,21 @@ def _inputs_args(p: argparse.ArgumentParser) -> None:
 
 
 def _inputs(args: argparse.Namespace) -> int:
-    from .data import Competition
-    from .files import atomic_path
-    from .manifest import parse_tta
-    from .preprocess import bipolar, eeg_electrodes, spectrogram_image
-    views = parse_tta(args.flip, "--flip")
-    arrays: dict[str, np.ndarray] = {}
-    comp = Competition(args.data_dir, args.split)
-    for row, eeg, spect in comp:  # duplicate test rows share a key and identical arrays
-        key = f"{args.split}/{row.key}"
-        electrodes = eeg_electrodes(eeg)
-        for view in views:
-            arrays[f"{key}/eeg/{view}"] = bipolar(electrodes, view)
-        arrays[f"{key}/spect"] = spectrogram_image(spect)
-    with atomic_path(args.out) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-    print(f"hms_infer inputs: {len(comp)} rows, {len(arrays)} arrays -> {args.out}")
+    from .tasks.inputs import inputs
+    inputs(data_dir=args.data_dir, out=args.out, split=args.split, views=args.flip)
     return 0
 
 
-def _manifest_args(p: argparse.ArgumentParser) -> None:
+def _manifest_cmd_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoints", nargs="+", type=Path, help=".pt / .safetensors checkpoints")
     p.add_argument("-o", "--out", type=Path, required=True, help="manifest YAML to write")
-    p.add_argument("--blend", choices=["prob", "logit"], default="prob")
+    p.add_argument("--blend", choices=BLENDS, default="prob")
     p.add_argument("--tta", default=",".join(VIEWS))
 
 
-def _manifest(args: argparse.Namespace) -> int:
-    from .manifest import write_manifest_for
-    manifest = write_manifest_for(args.checkpoints, args.out, tta=args.tta, blend=args.blend)
-    for m in manifest.members:
-        print(f"{m.name}: {m.arch}, fold {m.fold}, sha256 {m.sha256[:12]}...")
-    print(f"hms_infer manifest: {len(manifest.members)} members -> {args.out}")
+def _manifest_cmd(args: argparse.Namespace) -> int:
+    from .tasks.manifest import write_manifest
+    write_manifest(checkpoints=args.checkpoints, out=args.out, views=args.tta, blend=args.blend)
     return 0
 
 
@@ -128,8 +179,8 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-    run_demo(args.dir, device=args.device, rows=args.rows)
+    from .tasks.demo import run_demo
+    run_demo(root=args.dir, device=args.device, rows=args.rows)
     return 0
 
 
@@ -139,72 +190,65 @@ def _score_args(p: argparse.ArgumentParser) -> None:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from .data import read_csv
-    from .metric import score
-    print(f"score {score(read_csv(args.solution), read_csv(args.submission)):.6f}")
+    from .tasks.score import score
+    print(f"score {score(solution=args.solution, submission=args.submission):.6f}")
     return 0
 
 
-def _parity_args(p: argparse.ArgumentParser) -> None:
+def _training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, required=True, help="folder with train_eegs/, train_spectrograms/")
     p.add_argument("--table", type=Path, required=True,
                    help="training table with eeg_id, eeg_sub_id, offsets, spectrogram_id, label_id, fold, votes")
+
+
+def _parity_args(p: argparse.ArgumentParser) -> None:
+    _training_args(p)
     saved = p.add_mutually_exclusive_group(required=True)
     saved.add_argument("--preds-dir", type=Path, help="training layout: PREDS_DIR/<label_id>/pred_<seed>.npy")
     saved.add_argument("--oof", type=Path, help="CSV with label_id and logit_<class> columns")
     p.add_argument("--seed", type=int, default=None, help="the seed in pred_<seed>.npy (with --preds-dir)")
-    _add_runtime_args(p)
+    _manifest_args(p)
+    _run_args(p, views=False, shard=True)
     p.add_argument("--tolerance", type=float, default=0.05,
                    help="largest |logit difference| that passes (default 0.05: saved OOF came from fp16-mixed)")
     p.add_argument("--report", type=Path, default=None, help="JSON report to write (atomically)")
     p.add_argument("--members", default="*",
                    help="glob on member names selecting one configuration, e.g. 'cfg_1/*' (default: all)")
-    _add_batch_args(p)
-    _add_shard_arg(p)
 
 
 def _parity(args: argparse.Namespace) -> int:
-    from .parity import format_report, parity, read_oof, read_preds_dir
+    from .tasks.parity import parity
+    from .training import read_oof, read_preds_dir
     if args.preds_dir is not None and args.seed is None:
         raise HMSInputError("--preds-dir needs --seed (the files are PREDS_DIR/<label_id>/pred_<seed>.npy)")
     saved = read_oof(args.oof) if args.oof is not None else read_preds_dir(args.preds_dir, args.seed)
-    report = parity(args.data_dir, args.table, _manifest_path(args), saved, args.weights_dir, args.device,
-                    args.precision, args.tolerance, args.batch_size, args.num_workers, args.report,
-                    members=args.members, shard=args.shard)
-    if report.get("merged", True):
-        print(format_report(report))
+    report = parity(data_dir=args.data_dir, table=args.table, manifest=_manifest_path(args), saved=saved,
+                    weights_dir=args.weights_dir, options=_options(args), tolerance=args.tolerance,
+                    report_path=args.report, members=args.members)
     return 0 if report["passed"] else 1
 
 
 def _fit_weights_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--table", type=Path, required=True, help="training table with label_id, fold and the votes")
     p.add_argument("--preds", dest="groups", action="append", default=[], metavar="NAME=DIR",
-                   type=lambda s: ("preds", *_group(s, "--preds")),
+                   type=_group("preds", "--preds"),
                    help="a member group's OOF logits in the training layout DIR/<label_id>/pred_<seed>.npy")
-    p.add_argument("--oof", dest="groups", action="append", metavar="NAME=CSV",
-                   type=lambda s: ("oof", *_group(s, "--oof")),
+    p.add_argument("--oof", dest="groups", action="append", metavar="NAME=CSV", type=_group("oof", "--oof"),
                    help="a member group's OOF logits as a CSV with label_id and logit_<class> columns")
     p.add_argument("--seed", type=int, default=None, help="the seed in pred_<seed>.npy (with --preds)")
     p.add_argument("--manifest", type=Path, required=True,
                    help="the manifest; a group NAME is its members named NAME or NAME/...")
     p.add_argument("-o", "--out", type=Path, required=True, help="the fitted manifest to write (atomically)")
-    p.add_argument("--blend", choices=["prob", "logit"], default=None, help="blend space (default: the manifest's)")
+    p.add_argument("--blend", choices=BLENDS, default=None, help="blend space (default: the manifest's)")
     p.add_argument("--temperature", action="store_true", help="also fit one temperature per group")
     p.add_argument("--report", type=Path, default=None, help="JSON report to write (atomically)")
 
 
-def _group(spec: str, option: str) -> tuple[str, str]:
-    from .fitweights import parse_group
-    try:
-        return parse_group(spec, option)
-    except HMSInputError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def _fit_weights(args: argparse.Namespace) -> int:
-    from .fitweights import fit_weights, read_groups
-    fit_weights(args.table, read_groups(args.groups, args.seed), args.manifest, args.out, args.blend,
-                args.temperature, args.report)
+    from .tasks.fit_weights import fit_weights
+    from .training import read_groups
+    fit_weights(table=args.table, groups=read_groups(args.groups, args.seed), manifest=args.manifest, out=args.out,
+                blend=args.blend, temperature=args.temperature, report_path=args.report)
     return 0
 
 
@@ -216,10 +260,8 @@ def _convert_args(p: argparse.ArgumentParser) -> None:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from .convert import convert_checkpoints
-    for path, out in zip(args.checkpoints, convert_checkpoints(args.checkpoints, args.out_dir, args.half)):
-        print(f"hms_infer convert: {path} ({path.stat().st_size / 2**20:.1f} MiB) -> {out} "
-              f"({out.stat().st_size / 2**20:.1f} MiB, {'fp16' if args.half else 'dtypes kept'})")
+    from .tasks.convert import convert_checkpoints
+    convert_checkpoints(args.checkpoints, args.out_dir, args.half)
     return 0
 
 
@@ -230,27 +272,24 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
                          help="a manifest's members (its checkpoints where they exist, else random weights)")
     p.add_argument("--weights-dir", type=Path, default=None, help="the manifest's checkpoint folder")
     p.add_argument("--rows", type=int, default=None, help="synthetic rows (default: 4 batches on GPU, 2 on CPU)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
-    p.add_argument("--tta", default=None, help="views (default: the manifest's, all four for presets)")
-    p.add_argument("--compile", action="store_true", help="torch.compile each member (counted in the time)")
+    _run_args(p, compile=True)
     p.add_argument("--reference", action="store_true",
                    help="also run the plain path (eager, one forward per view) and compare speed and probabilities")
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON")
-    _add_batch_args(p)
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import bench
+    from .tasks.bench import bench
     presets = [] if args.manifest else [p.strip() for p in args.presets.split(",") if p.strip()]
-    bench(presets, args.manifest, args.weights_dir, args.rows, args.batch_size, args.device, args.precision,
-          args.tta, args.compile, args.reference, args.num_workers, args.json)
+    bench(presets=presets, manifest=args.manifest, weights_dir=args.weights_dir, rows=args.rows,
+          options=_options(args), reference=args.reference, json_path=args.json)
     return 0
 
 
 def _report_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--test-dir", type=Path, required=True,
-                   help="competition folder with <split>.csv, <split>_eegs/, <split>_spectrograms/")
+    p.add_argument("--data-dir", "--test-dir", dest="data_dir", type=Path, required=True,
+                   help="competition folder with <split>.csv, <split>_eegs/, <split>_spectrograms/ (--test-dir: "
+                        "the same)")
     p.add_argument("--split", choices=["test", "train"], default="test",
                    help="train: the training table (offsets, votes: the page shows them and each row's KL)")
     which = p.add_mutually_exclusive_group()
@@ -258,86 +297,141 @@ def _report_args(p: argparse.ArgumentParser) -> None:
     which.add_argument("--eeg-id", type=int, nargs="+", default=None, help="every row of these eeg_ids")
     which.add_argument("--all", action="store_true", help="every row (the default)")
     p.add_argument("--out", type=Path, required=True, help="folder for the PNGs, the pages and index.html")
-    _add_runtime_args(p)
-    _add_tta_arg(p)
-    _add_batch_args(p)
+    _manifest_args(p)
+    _run_args(p)
 
 
 def _report(args: argparse.Namespace) -> int:
     try:
-        from .report import make_report, parse_rows
+        from .tasks.report import make_report, parse_rows
     except ModuleNotFoundError as e:
         if e.name != "matplotlib":
             raise
         raise HMSInputError("the report needs matplotlib: pip install 'hms_infer[plot]'") from None
-    rows = None if args.rows is None else parse_rows(args.rows)
-    make_report(args.test_dir, args.out, _manifest_path(args), args.weights_dir, args.split, rows, args.eeg_id,
-                args.device, args.precision, args.tta, args.batch_size, args.num_workers)
+    make_report(data_dir=args.data_dir, out=args.out, manifest=_manifest_path(args), weights_dir=args.weights_dir,
+                split=args.split, rows=None if args.rows is None else parse_rows(args.rows), eeg_ids=args.eeg_id,
+                options=_options(args))
     return 0
 
 
 def _pseudo_labels_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", type=Path, required=True, help="folder with train_eegs/, train_spectrograms/")
-    p.add_argument("--table", type=Path, required=True,
-                   help="training table with eeg_id, eeg_sub_id, offsets, spectrogram_id, label_id, fold, votes")
+    _training_args(p)
     p.add_argument("--out", type=Path, required=True,
                    help="the pickle to write, e.g. oof_noisy_student.pkl (+ .parquet twin, .issues.json)")
-    _add_runtime_args(p)
+    _manifest_args(p)
+    _run_args(p, shard=True)
     p.add_argument("--members", default="*", help="glob on member names (default: all)")
-    _add_tta_arg(p)
     p.add_argument("--any-fold", action="store_true",
                    help="rows of a fold without members are predicted by all members (default: an error)")
     p.add_argument("--strict", action="store_true", help="the first row without usable input is an error")
     p.add_argument("--chunk-rows", type=int, default=None,
                    help="windows per resumable part in OUT.parts/ (whole batches; default 1024)")
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                   help="stop after the part that passes this many seconds (exit 3; run again to resume)")
-    _add_batch_args(p)
-    _add_shard_arg(p)
+                   help=f"stop after the part that passes this many seconds (exit {INCOMPLETE}; run again to resume)")
 
 
 def _pseudo_labels(args: argparse.Namespace) -> int:
-    from .pseudo_labels import CHUNK_ROWS, INCOMPLETE, pseudo_labels
-    summary = pseudo_labels(args.data_dir, args.table, _manifest_path(args), args.out, args.weights_dir,
-                            args.members, args.tta, args.device, args.precision, args.batch_size, args.num_workers,
-                            args.shard, args.any_fold, args.strict,
-                            CHUNK_ROWS if args.chunk_rows is None else args.chunk_rows, args.time_limit)
+    from .tasks.pseudo_labels import CHUNK_ROWS, pseudo_labels
+    summary = pseudo_labels(data_dir=args.data_dir, table=args.table, manifest=_manifest_path(args), out=args.out,
+                            weights_dir=args.weights_dir, members=args.members, options=_options(args),
+                            any_fold=args.any_fold, strict=args.strict,
+                            chunk_rows=CHUNK_ROWS if args.chunk_rows is None else args.chunk_rows,
+                            time_limit=args.time_limit)
     return INCOMPLETE if summary["stopped"] else 0
 
 
+def _bundle_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, required=True, help="bundle folder to write")
+    p.add_argument("--wheels", type=Path, required=True, help="folder with the staged wheels")
+    p.add_argument("--requirements", type=Path, required=True, help="the name==version pins of those wheels")
+    p.add_argument("--kernel", type=Path, required=True, help="kernel.py to bundle")
+    p.add_argument("--weights-dir", type=Path, default=None, help="folder of the checkpoints to bundle")
+    p.add_argument("--manifest", type=Path, default=None,
+                   help="the manifest (default: WEIGHTS_DIR's if it has one, else --default-manifest)")
+    p.add_argument("--default-manifest", type=Path, default=Path("weights_manifest.yaml"), help="the repo's manifest")
+    p.add_argument("--commit", default="unknown", help="the git commit the bundle is built from")
+    p.add_argument("--notebook-out", type=Path, default=None, help="the notebook folder to write")
+    p.add_argument("--notebook-cell", type=Path, default=None, help="the notebook's one cell (a python script)")
+
+
+def _bundle(args: argparse.Namespace) -> int:
+    from .tasks.bundle import bundle
+    bundle(**vars(args))
+    return 0
+
+
+@dataclass(frozen=True)
+class Command:
+    summary: str
+    add_args: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    example: str
+
+
 COMMANDS: dict[str, Command] = {
-    "inputs": ("write the exact model inputs of every row to an .npz", _inputs_args, _inputs),
-    "manifest": ("recognise checkpoints' presets and write a weights manifest", _manifest_args, _manifest),
-    "demo": ("random-weight end-to-end run on synthetic data", _demo_args, _demo),
-    "score": ("Kaggle's KL-divergence score of a submission against vote counts", _score_args, _score),
-    "parity": ("recompute saved out-of-fold logits per fold and compare", _parity_args, _parity),
-    "fit-weights": ("fit group blend weights (and temperatures) on saved OOF logits, cross-validated",
-                    _fit_weights_args, _fit_weights),
-    "convert": ("checkpoints to .safetensors (no pickle), optionally fp16", _convert_args, _convert),
-    "bench": ("time the end-to-end path on synthetic rows, stage by stage", _bench_args, _bench),
-    "report": ("a PNG and an HTML page per row (signals, images, every member, view and head) and an index",
-               _report_args, _report),
-    "pseudo-labels": ("out-of-fold noisy-student labels for the training code (oof_noisy_student.pkl)",
-                      _pseudo_labels_args, _pseudo_labels),
+    "predict": Command("run the ensemble on a test folder and write the submission (the default command)",
+                       _predict_args, _predict,
+                       "python -m hms_infer --test-dir /kaggle/input/hms-harmful-brain-activity-classification "
+                       "--out submission.csv --manifest weights/weights_manifest.yaml"),
+    "inputs": Command("write the exact model inputs of every row to an .npz", _inputs_args, _inputs,
+                      "python -m hms_infer inputs --data-dir hms --split train --flip none,lr --out inputs.npz"),
+    "manifest": Command("recognise checkpoints' presets and write a weights manifest", _manifest_cmd_args,
+                        _manifest_cmd, "python -m hms_infer manifest weights/cfg_*/*.pt -o weights/weights_manifest.yaml"),
+    "convert": Command("checkpoints to .safetensors (no pickle), optionally fp16", _convert_args, _convert,
+                       "python -m hms_infer convert weights/cfg_*/*.pt --half"),
+    "score": Command("Kaggle's KL-divergence score of a submission against vote counts", _score_args, _score,
+                     "python -m hms_infer score --solution train_votes.csv --submission submission.csv"),
+    "parity": Command("recompute saved out-of-fold logits per fold and compare", _parity_args, _parity,
+                      "python -m hms_infer parity --data-dir hms --table train_folds.csv --preds-dir preds --seed 0 "
+                      "--manifest weights/weights_manifest.yaml --report parity.json"),
+    "fit-weights": Command("fit group blend weights (and temperatures) on saved OOF logits, cross-validated",
+                           _fit_weights_args, _fit_weights,
+                           "python -m hms_infer fit-weights --table train_folds.csv --oof cfg_1=cfg_1_oof.csv "
+                           "--oof cfg_5=cfg_5_oof.csv --manifest weights/weights_manifest.yaml -o weights/FITTED.yaml"),
+    "pseudo-labels": Command("out-of-fold noisy-student labels for the training code (oof_noisy_student.pkl)",
+                             _pseudo_labels_args, _pseudo_labels,
+                             "python -m hms_infer pseudo-labels --data-dir hms --table train_folds.csv "
+                             "--manifest stage1/weights_manifest.yaml --out oof_noisy_student.pkl"),
+    "bench": Command("time the end-to-end path on synthetic rows, stage by stage", _bench_args, _bench,
+                     "python -m hms_infer bench --presets cfg_1,cfg_5 --rows 1 --device cpu --reference"),
+    "report": Command("a PNG and an HTML page per row (signals, images, every member, view and head) and an index",
+                      _report_args, _report,
+                      "python -m hms_infer report --data-dir hms --split train --eeg-id 1628180742 "
+                      "--manifest weights/weights_manifest.yaml --out report/"),
+    "demo": Command("random-weight end-to-end run on synthetic data", _demo_args, _demo,
+                    "python -m hms_infer demo --dir demo_out"),
+    "bundle": Command("the Kaggle offline bundle from staged wheels (build_wheels.sh runs it)", _bundle_args, _bundle,
+                      "./build_wheels.sh --weights-dir /path/to/checkpoints"),
 }
+
+
+def _parser(name: str | None) -> argparse.ArgumentParser:
+    """The parser of command `name` (None: the main command, whose help lists every command)."""
+    command = COMMANDS[name or "predict"]
+    formatter = argparse.RawDescriptionHelpFormatter
+    if name is not None:
+        p = argparse.ArgumentParser(prog=f"python -m hms_infer {name}", description=command.summary,
+                                    epilog=f"example:\n  {command.example}", formatter_class=formatter)
+    else:
+        width = max(map(len, COMMANDS))
+        listing = "\n".join(f"  {k:<{width}}  {c.summary}" for k, c in COMMANDS.items())
+        p = argparse.ArgumentParser(
+            prog="python -m hms_infer", formatter_class=formatter,
+            description="Run the HMS ensemble on a test folder and write a submission (the main command), or one "
+                        "of the commands below: python -m hms_infer COMMAND --help.",
+            epilog=f"commands:\n{listing}\n\nexample:\n  {command.example}")
+        p.add_argument("--version", action="version", version=version())
+    command.add_args(p)
+    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if argv and argv[0] in COMMANDS:
-        help_, add_args, run = COMMANDS[argv[0]]
-        parser = argparse.ArgumentParser(prog=f"python -m hms_infer {argv[0]}", description=help_)
-        argv = argv[1:]
-    else:
-        add_args, run = _predict_args, _predict
-        parser = argparse.ArgumentParser(
-            prog="python -m hms_infer", description="Run the HMS ensemble on a test folder and write a submission.",
-            epilog="other commands: " + "; ".join(f"{k}: {v[0]}" for k, v in COMMANDS.items()))
-    add_args(parser)
-    args = parser.parse_args(argv)
+    configure_logging()
+    name = argv[0] if argv and argv[0] in COMMANDS else None
+    args = _parser(name).parse_args(argv[1:] if name else argv)
     try:
-        return run(args)
+        return COMMANDS[name or "predict"].run(args)
     except HMSInputError as e:
         print(f"hms_infer: error: {e}", file=sys.stderr)
         return 2

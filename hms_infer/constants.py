@@ -1,6 +1,8 @@
-"""Domain constants of the HMS competition and of the 15th-place training code (SPEC §1-2).
+"""Domain constants of the HMS competition and of the 15th-place training code (SPEC §1-2), and the names the
+package's files and options share.
 
-Everything that names an electrode, a bipolar pair, a brain flip, a class or a window size is defined here once.
+Everything that names an electrode, a class or a window size is defined here once; the montage (bipolar pairs,
+chains, brain flips, views) in `montage`.
 """
 from __future__ import annotations
 
@@ -28,45 +30,6 @@ EEG_COLUMNS: tuple[str, ...] = (
 )
 ELECTRODES: tuple[str, ...] = EEG_COLUMNS[:-1]  # the 19 scalp electrodes the montage uses
 
-# The 24 bipolar signals `first - second`, in model channel order: three chains of 8.
-BIPOLAR_PAIRS: tuple[tuple[str, str], ...] = (
-    # chain A (temporal)
-    ("O1", "T5"), ("T5", "T3"), ("T3", "F7"), ("F7", "Fp1"),
-    ("O2", "T6"), ("T6", "T4"), ("T4", "F8"), ("F8", "Fp2"),
-    # chain B (parasagittal)
-    ("O1", "P3"), ("P3", "C3"), ("C3", "F3"), ("F3", "Fp1"),
-    ("O2", "P4"), ("P4", "C4"), ("C4", "F4"), ("F4", "Fp2"),
-    # transverse
-    ("Fz", "F7"), ("Fz", "F8"), ("Cz", "T3"), ("Cz", "T4"),
-    ("Pz", "T5"), ("Pz", "T6"), ("P3", "P4"), ("F3", "F4"),
-)
-N_CHAINS = 3
-CHAIN_SIZE = 8
-
-
-def _swaps(*pairs: tuple[str, str]) -> dict[str, str]:
-    out = {a: b for a, b in pairs}
-    out.update({b: a for a, b in pairs})
-    return out
-
-
-LEFT_RIGHT: dict[str, str] = _swaps(
-    ("Fp1", "Fp2"), ("F3", "F4"), ("C3", "C4"), ("P3", "P4"),
-    ("F7", "F8"), ("T3", "T4"), ("T5", "T6"), ("O1", "O2"),
-)
-FRONT_BACK: dict[str, str] = _swaps(
-    ("Fp1", "O1"), ("Fp2", "O2"), ("F3", "P3"), ("F4", "P4"),
-    ("Fz", "Pz"), ("F7", "T5"), ("F8", "T6"),
-)
-# TTA views: the electrode renamings applied in order (left-right first, then front-back).
-FLIPS: dict[str, tuple[dict[str, str], ...]] = {
-    "none": (),
-    "lr": (LEFT_RIGHT,),
-    "fb": (FRONT_BACK,),
-    "lrfb": (LEFT_RIGHT, FRONT_BACK),
-}
-VIEWS: tuple[str, ...] = tuple(FLIPS)
-
 # §2.2 Competition spectrogram
 SPECT_REGIONS: tuple[str, ...] = ("LL", "RL", "RP", "LP")  # stacking order
 SPECT_FREQS = 100  # columns per region
@@ -75,6 +38,11 @@ SPECT_SPAN_S = 598  # last frame time - first frame time in a window
 SPECT_CLIP_LOG = (-7.0, 10.0)  # clip to [e^-7, e^10] before the log
 SPECT_NORM_CLIP = 16.0
 SPECT_CHANNELS = len(SPECT_REGIONS) + 6  # 4 regions + 6 pairwise differences
+
+# Files and choices
+MANIFEST_NAME = "weights_manifest.yaml"
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")  # autocast dtypes (`runtime` maps them to torch's)
+BLENDS: tuple[str, ...] = ("prob", "logit")
 
 # The visual report (`hms_infer.report`): the labelled window is the central 10 s of the 50-s EEG window and of
 # the 10-minute spectrogram window; one figure per row, REPORT_FIGSIZE inches at REPORT_DPI.

@@ -1,4 +1,5 @@
-"""The ensemble: members from a manifest, brain-flip TTA on the device, and the blend.
+"""The ensemble: loaded members, brain-flip TTA on the device, and the blend (the main command that drives it over a
+test folder is `tasks.predict`).
 
 Two paths compute the same numbers. The fast one (default) forms the `none` montage on the device and runs all
 views of a member in one pass that shares what the views share (`models.multiview`), with the merged or fused
@@ -12,46 +13,34 @@ import copy
 import functools
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .budget import Budget, parse_budget
-from .checkpoint import load_weights, read_state_dict, sha256
-from .constants import HEADS, VIEWS
+from .constants import HEADS
 from .data import Competition
 from .errors import HMSInputError
-from .fallback import Problem, announce, apply_policy, finish_run, status_counts, write_report
-from .files import check_writable
-from .loader import batches, resolve_workers
-from .manifest import Fallback, Manifest, load_manifest, parse_tta
-from .models import ArchConfig, HMSModel, create_model, resolve_arch
+from .fallback import Problem, apply_policy
+from .loader import batches
+from .manifest import Fallback, Manifest, resolve_manifest
+from .members import LoadedMember, load_members
 from .models.multiview import forward_views, view_plan
-from .preprocess import montage_index
 from .models.wavenet_fast import fast_blocks, set_backend
+from .montage import VIEWS, bipolar_views, parse_views
+from .options import RunOptions
 from .runtime import (
     DevicePool, DeviceTimer, RunStats, auto_batch_size, autocast, configure_backends, free_memory, is_out_of_memory,
-    on_device, place_members, prepare, raise_compile_limits, resolve_devices, resolve_precision, wave_backend,
+    on_device, prepare, raise_compile_limits, resolve_devices, resolve_precision, wave_backend,
 )
-from .submission import to_submission, write_submission
+from .submission import to_submission
 
 log = logging.getLogger(__name__)
 COMPILE_GRAPHS_PER_MEMBER = 32  # a compiled graph per view set (time-budget levels) x batch size (OOM halves)
-_INDEX: dict[tuple[torch.device, tuple[str, ...]], torch.Tensor] = {}
-
-
-def bipolar_views(electrodes: torch.Tensor, views: Sequence[str]) -> torch.Tensor:
-    """(B, 19, T) electrodes -> (B, V, 24, T) node differences of each brain-flip view."""
-    key = (electrodes.device, tuple(views))
-    if key not in _INDEX:  # once per device: no host-to-device copy (and stream sync) per batch
-        _INDEX[key] = torch.tensor([montage_index(v) for v in views], device=electrodes.device)  # (V, 2, 24)
-    index = _INDEX[key]
-    return electrodes[:, index[:, 0]] - electrodes[:, index[:, 1]]
+Route = Callable[[int], "Ensemble"]  # the ensemble that predicts the batch starting at a given table row
 
 
 def blend(logits: torch.Tensor, weights: Sequence[float] | torch.Tensor, how: str = "prob",
@@ -74,35 +63,22 @@ def blend(logits: torch.Tensor, weights: Sequence[float] | torch.Tensor, how: st
     raise ValueError(f"blend must be 'prob' or 'logit', got {how!r}")
 
 
-@dataclass
-class LoadedMember:
-    name: str
-    model: HMSModel
-    weight: float
-    device: torch.device
-    temperature: float = 1.0  # logits are divided by it before the blend
-
-    @property
-    def arch(self) -> ArchConfig:
-        return self.model.cfg
-
-
 class Ensemble:
     """Loaded members; `predict(test_dir)` returns the submission frame.
 
     Each batch's inputs go to every device once; members on different GPUs run in parallel threads.
     """
 
-    def __init__(self, members: Sequence[LoadedMember], tta: Sequence[str] = VIEWS, blend: str = "prob",
+    def __init__(self, members: Sequence[LoadedMember], views: Sequence[str] = VIEWS, blend: str = "prob",
                  precision: str = "fp32", fast: bool = True, compile: bool = False, fallback: Fallback = "mean"):
         self.members = list(members)
         self.fallback = fallback
-        self.tta = parse_tta(list(tta), "tta")
+        self.views = parse_views(views, "views")
         self.blend_mode = blend
         self.precision = precision
         self.fast = fast
         self.compile = compile
-        self.plan = view_plan(tuple(self.tta))
+        self.plan = view_plan(self.views)
         devices = self.devices
         configure_backends(devices, precision)
         backend = wave_backend(devices, precision, fast)
@@ -114,54 +90,42 @@ class Ensemble:
                         "; ".join(f"{name}: {problem}" for name, problem in failed.items()))
         self._rows_per_pass: int | None = None  # set by an out-of-memory error, kept for the rest of the run
         self._compiled: set[tuple[str, int, tuple[str, ...], bool]] = set()  # shared with `subset`s
+        self._subsets: dict[tuple[tuple[str, ...], tuple[int, ...]], Ensemble] = {}  # shared with `subset`s
         if compile:
             raise_compile_limits(COMPILE_GRAPHS_PER_MEMBER * len(self.members))
         self._forwards = [self._member_forward(m, compile) for m in self.members]
         self._pool = DevicePool(devices)
 
     @classmethod
-    def from_manifest(cls, manifest: Manifest | str | Path, weights_dir: str | Path | None = None,
-                      device: str = "auto", precision: str = "auto", tta: Sequence[str] | str | None = None,
-                      fast: bool = True, compile: bool = False) -> "Ensemble":
-        """Load every member strictly (sha256 verified when the manifest gives one).
+    def from_manifest(cls, manifest: Manifest | str | Path, weights_dir: str | Path | None = None, *,
+                      options: RunOptions | None = None, fast: bool = True, **run: Any) -> "Ensemble":
+        """Load every member strictly (sha256 verified when the manifest gives one) on `options`' devices, in its
+        precision, with its views (default: the manifest's); `run`: RunOptions fields by keyword (`device="cpu"`).
 
-        `weights_dir` defaults to the manifest's folder; `tta` overrides the manifest's views. On several GPUs
-        members are placed to balance their FLOPs.
+        `weights_dir` defaults to the manifest's folder. On several GPUs members are placed to balance their FLOPs.
         """
-        if not isinstance(manifest, Manifest):
-            weights_dir = weights_dir or Path(manifest).parent
-            manifest = load_manifest(manifest)
-        weights_dir = Path(weights_dir or ".")
-        devices = resolve_devices(device)
-        precision = resolve_precision(precision, devices)
-        archs = [resolve_arch(m.arch) for m in manifest.members]
-        placed = place_members(archs, devices)
-        members = []
-        for m, dev in zip(manifest.members, placed):
-            path = m.checkpoint_path(weights_dir)
-            digest = sha256(path) if m.sha256 and path.is_file() else m.sha256
-            if digest != m.sha256:
-                raise HMSInputError(f"{path}: sha256 {digest} does not match the manifest's {m.sha256} "
-                                    f"(member {m.name})")
-            try:
-                model = create_model(m.arch)
-            except (ValueError, TypeError, AssertionError, RuntimeError) as e:  # timm or nnAudio refusing the arch
-                raise HMSInputError(f"member {m.name}: cannot build its arch {m.arch!r}: {e}") from None
-            model = load_weights(model, read_state_dict(path), str(path),
-                                 m.arch if isinstance(m.arch, str) else f"{m.name} (custom arch)")
-            members.append(LoadedMember(m.name, model.to(dev).eval(), m.weight, dev, m.temperature))
-        views = manifest.tta if tta is None else parse_tta(tta, "--tta")
-        return cls(members, views, manifest.blend, precision, fast, compile, manifest.fallback)
+        options = RunOptions.of(options, **run)
+        manifest, weights_dir, _ = resolve_manifest(manifest, weights_dir)
+        devices = resolve_devices(options.device)
+        precision = resolve_precision(options.precision, devices)
+        return cls(load_members(manifest, weights_dir, devices), options.views or manifest.views, manifest.blend,
+                   precision, fast, options.compile, manifest.fallback)
 
     def subset(self, views: Sequence[str], members: Sequence[int]) -> "Ensemble":
         """The same loaded (and prepared) models, only `members` (indices) with `views`: the time budget's smaller
-        levels (`budget`); `blend` re-normalises the weights over the members kept."""
-        sub = copy.copy(self)
-        sub.members = [self.members[i] for i in members]
-        sub.tta = list(views)
-        sub.plan = view_plan(tuple(views))
-        sub._forwards = [sub._member_forward(m, self.compile) for m in sub.members]
-        return sub
+        levels, pseudo-labels' folds; `blend` re-normalises the weights over the members kept. Made once per
+        (views, members) and kept (a compiled forward is not wrapped again); all of them is this ensemble."""
+        key = (tuple(views), tuple(members))
+        if key == (self.views, tuple(range(len(self.members)))):
+            return self
+        if key not in self._subsets:
+            sub = copy.copy(self)
+            sub.members = [self.members[i] for i in members]
+            sub.views = tuple(views)
+            sub.plan = view_plan(sub.views)
+            sub._forwards = [sub._member_forward(m, self.compile) for m in sub.members]
+            self._subsets[key] = sub
+        return self._subsets[key]
 
     @property
     def devices(self) -> list[torch.device]:
@@ -208,12 +172,12 @@ class Ensemble:
         """(B, 19, T) -> the fast path's (B, 24, T) `none` montage, or the reference path's (B, V, 24, T) views."""
         if self.fast:
             return bipolar_views(electrodes, ("none",))[:, 0]
-        return bipolar_views(electrodes, self.tta)
+        return bipolar_views(electrodes, self.views)
 
     def batch_size(self, batch_size: int | str = "auto") -> int:
         """`auto`: what fits the GPUs' memory (`runtime.auto_batch_size`); else a positive integer."""
         if batch_size == "auto":
-            return auto_batch_size([(m.arch, m.model, m.device) for m in self.members], len(self.tta),
+            return auto_batch_size([(m.arch, m.model, m.device) for m in self.members], len(self.views),
                                    self.precision)
         try:
             n = int(batch_size)
@@ -244,9 +208,9 @@ class Ensemble:
                 start = stop
             elif size == 1:
                 log.error("CUDA out of memory even for one row on %s (%d members x %d views): the row falls back",
-                          ",".join(map(str, self.devices)), len(self.members), len(self.tta))
+                          ",".join(map(str, self.devices)), len(self.members), len(self.views))
                 head_dim = (len(HEADS),) if heads else ()
-                parts.append(torch.full((len(self.members), 1, len(self.tta), *head_dim, 6), float("nan")))
+                parts.append(torch.full((len(self.members), 1, len(self.views), *head_dim, 6), float("nan")))
                 start = stop
             else:
                 size = self._rows_per_pass = (size + 1) // 2
@@ -319,13 +283,15 @@ class Ensemble:
 
     def batch_logits(self, comp: Competition, rows: Sequence[int] | None = None, batch_size: int | str = "auto",
                      num_workers: int | str = "auto", progress: bool = True, stats: RunStats | None = None,
-                     strict: bool = False, heads: bool = False, budget: Budget | None = None
+                     strict: bool = False, heads: bool = False, route: Route | None = None,
+                     after_batch: Callable[[int, int], object] | None = None, cuts: Sequence[int] = ()
                      ) -> Iterator[tuple[list[int], torch.Tensor, list[tuple[Problem, ...]]]]:
         """Per batch of the table rows `rows` (default: all, in order): (row indices, (M, n, V, 6) logits, each
         row's problems). An unusable input is an all-NaN window and a problem (`fallback`), or with `strict` an
-        error. `heads`: (M, n, V, 4, 6) logits of every head (`member_logits`). With a `budget`, a batch's logits
-        come from `budget.ensemble` (its level's members and views; it moves to a smaller level when the batch has
-        been consumed).
+        error. `heads`: (M, n, V, 4, 6) logits of every head (`member_logits`). `route(first row)`: the ensemble
+        (a `subset` of this one) that predicts a batch, asked when the batch arrives (default: this one);
+        `after_batch(rows, first row)` once the batch has been consumed (the time budget's tracker); `cuts`:
+        positions in `rows` where a batch must start (`loader.batches`).
 
         On GPUs the last, smaller batch is padded to the batch size: every batch has one shape, so cuDNN's
         benchmark mode picks its kernels once.
@@ -336,7 +302,7 @@ class Ensemble:
         stats = stats if stats is not None else RunStats()
         bar = tqdm(total=len(rows), desc="hms_infer", unit="row", disable=not progress)
         start = time.perf_counter()
-        loader = batches(comp, size, num_workers, pin_memory=cuda, rows=rows, strict=strict)
+        loader = batches(comp, size, num_workers, pin_memory=cuda, rows=rows, strict=strict, cuts=cuts)
         try:
             while True:
                 t = time.perf_counter()
@@ -349,7 +315,7 @@ class Ensemble:
                 if cuda and n < size:
                     pad = [n - 1] * (size - n)
                     electrodes, spect = torch.cat([electrodes, electrodes[pad]]), torch.cat([spect, spect[pad]])
-                active = self if budget is None else budget.ensemble
+                active = self if route is None else route(int(index[0]))
                 logits = active.member_logits(electrodes, spect, stats, heads)[:, :n]
                 stats.rows += n
                 stats.batches += 1
@@ -357,26 +323,26 @@ class Ensemble:
                     stats.first_batch_s = time.perf_counter() - start
                 bar.update(n)
                 yield index.tolist(), logits, problems
-                if budget is not None:
-                    budget.batch_done(n, int(index[0]))
+                if after_batch is not None:
+                    after_batch(n, int(index[0]))
         finally:
             bar.close()  # before any message
         stats.wall_s += time.perf_counter() - start
 
-    def predict_rows(self, comp: Competition, rows: Sequence[int] | None = None, batch_size: int | str = "auto",
-                     num_workers: int | str = "auto", progress: bool = True, stats: RunStats | None = None,
-                     strict: bool = False, budget: Budget | None = None
-                     ) -> tuple[np.ndarray, dict[int, list[Problem]]]:
-        """(len(rows), 6) probabilities in `CLASSES` order of the table rows `rows` (default: all), in order, and
-        the problems of each table row that has some (`fallback`); a row whose probabilities are not finite gets
-        NaN and a `model` problem (with `strict`: an error). `budget`: see `batch_logits`."""
-        rows = list(range(len(comp))) if rows is None else list(rows)
-        where = {r: k for k, r in enumerate(rows)}
-        probs = np.zeros((len(rows), 6))
-        found: dict[int, list[Problem]] = {}
+    def batch_probs(self, comp: Competition, rows: Sequence[int] | None = None, batch_size: int | str = "auto",
+                    num_workers: int | str = "auto", progress: bool = True, stats: RunStats | None = None,
+                    strict: bool = False, route: Route | None = None,
+                    after_batch: Callable[[int, int], object] | None = None, cuts: Sequence[int] = ()
+                    ) -> Iterator[tuple[list[int], np.ndarray, dict[int, list[Problem]]]]:
+        """Per batch (see `batch_logits`, whose options these are): (row indices, (n, 6) blended probabilities in
+        `CLASSES` order, the problems of each row that has some). Each batch is blended by the ensemble that
+        predicted it; a row whose probabilities are not finite gets NaN and a `model` problem (with `strict`: an
+        error)."""
         for index, logits, problems in self.batch_logits(comp, rows, batch_size, num_workers, progress, stats,
-                                                         strict=strict, budget=budget):
-            p = (self if budget is None else budget.ensemble).blend(logits)
+                                                         strict=strict, route=route, after_batch=after_batch,
+                                                         cuts=cuts):
+            p = (self if route is None else route(index[0])).blend(logits)
+            found: dict[int, list[Problem]] = {}
             for i, row_problems, row_probs in zip(index, problems, p):
                 if not np.isfinite(row_probs).all():
                     what = f"{comp.table_name} row {i} (eeg_id {comp.rows[i].eeg_id})"
@@ -386,77 +352,30 @@ class Ensemble:
                     row_problems = (*row_problems, ("model", what, "the models gave no finite probabilities"))
                 if row_problems:
                     found[i] = list(row_problems)
-                probs[where[i]] = row_probs
+            yield index, p, found
+
+    def predict_rows(self, comp: Competition, rows: Sequence[int] | None = None, batch_size: int | str = "auto",
+                     num_workers: int | str = "auto", progress: bool = True, stats: RunStats | None = None,
+                     strict: bool = False, route: Route | None = None,
+                     after_batch: Callable[[int, int], object] | None = None
+                     ) -> tuple[np.ndarray, dict[int, list[Problem]]]:
+        """(len(rows), 6) probabilities in `CLASSES` order of the table rows `rows` (default: all), in order, and
+        the problems of each table row that has some (`fallback`): `batch_probs` gathered."""
+        rows = list(range(len(comp))) if rows is None else list(rows)
+        where = {r: k for k, r in enumerate(rows)}
+        probs = np.zeros((len(rows), 6))
+        found: dict[int, list[Problem]] = {}
+        for index, p, problems in self.batch_probs(comp, rows, batch_size, num_workers, progress, stats, strict,
+                                                   route, after_batch):
+            probs[[where[i] for i in index]] = p
+            found.update(problems)
         return probs, found
 
     def predict(self, test_dir: str | Path | Competition, batch_size: int | str = "auto",
                 num_workers: int | str = "auto", progress: bool = True) -> pd.DataFrame:
         """Submission frame (Kaggle columns), one row per table row in order; rows without usable input follow
-        the fallback policy (`fallback`; `predict()` also reports them)."""
+        the fallback policy (`fallback`; `hms_infer.predict` also reports them)."""
         comp = test_dir if isinstance(test_dir, Competition) else Competition(test_dir, "test")
         probs, problems = self.predict_rows(comp, None, batch_size, num_workers, progress)
         probs, _ = apply_policy(probs, problems, self.fallback)
         return to_submission([r.eeg_id for r in comp.rows], probs)
-
-
-def predict(test_dir: str | Path, out: str | Path | None = None, manifest: str | Path = "weights_manifest.yaml",
-            weights_dir: str | Path | None = None, device: str = "auto", precision: str = "auto",
-            tta: Sequence[str] | str | None = None, batch_size: int | str = "auto", num_workers: int | str = "auto",
-            progress: bool = True, shard: str | None = None, compile: bool = False, strict: bool = False,
-            time_budget: float | str | None = None) -> pd.DataFrame:
-    """Run the ensemble of `manifest` on a test folder; write the submission atomically to `out` if given.
-
-    Every fault that does not depend on a row (table, options, output path, manifest, checkpoints) is an error
-    before any inference. Rows without usable input follow the policy in `fallback` (degraded / fallback rows are
-    printed as a table and written as JSON beside `out`, `<out>.issues.json`); with `strict` the first is an error.
-    `shard` (`i/n`, or torchrun's RANK / WORLD_SIZE) predicts every n-th batch from the i-th and writes it as a
-    part beside `out`; the process that completes the set of parts (rank 0 under torchrun) writes `out`, the same
-    bytes as one process would. A shard that does not merge returns its own rows only.
-    `time_budget` (seconds, counted from this call; per process): past its projection, the remaining rows run with
-    fewer views, then fewer members (`budget`); what was dropped is logged and written to `<out>.issues.json`.
-    """
-    from .sharding import Shard, fingerprint
-    t0 = time.perf_counter()
-    budget_s = parse_budget(time_budget)
-    comp = Competition(test_dir, "test")
-    part = Shard.resolve(shard)
-    if part.count > 1 and out is None:
-        raise HMSInputError("sharding needs an output path: the parts are written beside it")
-    if out is not None:
-        check_writable(out)
-    workers = resolve_workers(num_workers)
-    ens = Ensemble.from_manifest(manifest, weights_dir, device, precision, tta, compile=compile)
-    size = ens.batch_size(batch_size)
-    rows = part.rows(len(comp), size)
-    t1 = time.perf_counter()
-    budget = None if budget_s is None else Budget(ens, budget_s, len(rows), spent_s=t1 - t0)
-    probs, problems = ens.predict_rows(comp, rows, size, workers, progress, strict=strict, budget=budget)
-    merged = (probs, problems)
-    if part.count > 1:
-        key = fingerprint(comp.table, Path(manifest).read_text(), ens.tta, ens.blend_mode, ens.precision, size,
-                          part.count)
-        merged = part.gather(Path(f"{out}.parts"), key, rows, probs, len(comp), problems)
-    dt = time.perf_counter() - t1
-    devices = ",".join(str(d) for d in ens.devices)
-    how = (f"{len(ens.members)} members x {len(ens.tta)} views on {devices} {ens.precision}, batch {size}, "
-           f"WaveNet {ens.wave_backend}")
-    ids = [r.eeg_id for r in comp.rows]
-    if budget is not None:
-        print(budget.summary())
-    if merged is None:
-        print(f"hms_infer: shard {part}: {len(rows)} rows in {dt:.1f} s ({len(rows) / dt:.2f} rows/s), {how}; "
-              f"part written to {out}.parts")
-        return to_submission([ids[r] for r in rows], np.nan_to_num(probs))
-    probs, issues = finish_run(*merged, ens.fallback, ids, comp.table_name)
-    frame = to_submission(ids, probs)
-    if issues:
-        print(announce(issues, len(comp), ens.fallback))
-    if out is not None:
-        write_submission(frame, out)
-        report = Path(out).with_suffix(".issues.json")
-        write_report(report, issues, len(comp), None if budget is None else budget.tracker.report())
-    n = status_counts(issues)
-    print(f"hms_infer: {len(frame)} rows ({n['degraded']} degraded, {n['fallback']} fallback) in {dt:.1f} s "
-          f"({len(frame) / dt:.2f} rows/s; models loaded in {t1 - t0:.1f} s), {how}"
-          + (f" -> {out} (problem rows: {report})" if out is not None else ""))
-    return frame

@@ -77,10 +77,19 @@ def resolve_workers(num_workers: int | str) -> int:
     return n
 
 
-def _loader(inputs: ModelInputs, batch_size: int, workers: int, pin_memory: bool) -> Iterator[Batch]:
-    """The `Batch`es of `inputs`; a fatal input error (returned by `ModelInputs`) is raised here."""
-    loader = DataLoader(inputs, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate,
-                        pin_memory=pin_memory, persistent_workers=False, prefetch_factor=2 if workers else None)
+def batch_plan(n: int, batch_size: int, cuts: Sequence[int] = ()) -> list[list[int]]:
+    """Positions 0..n-1 in batches of `batch_size` in order, a batch also starting at each position of `cuts`
+    (parts of a run whose batches must not span them)."""
+    bounds = sorted({0, n, *(c for c in cuts if 0 < c < n)})
+    return [list(range(k, min(k + batch_size, b))) for a, b in zip(bounds, bounds[1:])
+            for k in range(a, b, batch_size)]
+
+
+def _loader(inputs: ModelInputs, plan: Sequence[Sequence[int]], workers: int, pin_memory: bool) -> Iterator[Batch]:
+    """The `Batch`es of `plan` (lists of positions in `inputs`); a fatal input error (returned by `ModelInputs`) is
+    raised here."""
+    loader = DataLoader(inputs, batch_sampler=plan, num_workers=workers, collate_fn=_collate, pin_memory=pin_memory,
+                        persistent_workers=False, prefetch_factor=2 if workers else None)
     for batch in loader:
         if isinstance(batch, HMSInputError):
             raise batch
@@ -88,17 +97,19 @@ def _loader(inputs: ModelInputs, batch_size: int, workers: int, pin_memory: bool
 
 
 def batches(competition: Competition, batch_size: int, num_workers: int | str, pin_memory: bool = False,
-            rows: Sequence[int] | None = None, strict: bool = False) -> Iterator[Batch]:
-    """Iterate `Batch`es of `rows` (default: all) in order; a fatal input error raises its `HMSInputError` here.
+            rows: Sequence[int] | None = None, strict: bool = False, cuts: Sequence[int] = ()) -> Iterator[Batch]:
+    """Iterate `Batch`es of `rows` (default: all) in order, a batch starting at each position of `cuts` too; a
+    fatal input error raises its `HMSInputError` here.
 
     Each worker keeps two batches in flight, so the model never waits while the workers keep up. A worker that
     dies (killed for memory, say) is replaced by reading the remaining rows in this process.
     """
     inputs = ModelInputs(competition, rows, strict)
+    plan = batch_plan(len(inputs), batch_size, cuts)
     workers = resolve_workers(num_workers)
     done = 0
     try:
-        for batch in _loader(inputs, batch_size, workers, pin_memory):
+        for batch in _loader(inputs, plan, workers, pin_memory):
             done += 1
             yield batch
         return
@@ -107,5 +118,4 @@ def batches(competition: Competition, batch_size: int, num_workers: int | str, p
             raise
         log.warning("a DataLoader worker died (%s); reading the remaining rows in the main process",
                     str(e).splitlines()[0])
-    rest = ModelInputs(competition, inputs.rows[done * batch_size:], strict)
-    yield from _loader(rest, batch_size, 0, pin_memory)
+    yield from _loader(inputs, plan[done:], 0, pin_memory)

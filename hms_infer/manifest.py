@@ -2,19 +2,19 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .constants import CLASSES, VIEWS
+from .constants import BLENDS, CLASSES, MANIFEST_NAME
 from .errors import HMSInputError
 from .files import write_text_atomic
 from .models import resolve_arch
 from .models.backbone import backbone_exists
+from .montage import VIEWS, parse_views
 
-BLENDS = ("prob", "logit")
 Fallback = str | dict[str, float]  # "mean", or class -> probability
 _MEMBER_FIELDS = ("name", "checkpoint", "sha256", "weight", "fold", "arch")
 _OPTIONAL_FIELDS = ("temperature",)  # written only when not the default
@@ -37,7 +37,7 @@ class Member:
 @dataclass
 class Manifest:
     members: list[Member]
-    tta: list[str] = field(default_factory=lambda: list(VIEWS))
+    views: tuple[str, ...] = VIEWS  # the TTA views (the file's `tta`)
     blend: str = "prob"
     version: int = 1
     fallback: Fallback = "mean"  # the distribution of rows without usable input (`fallback.py`)
@@ -49,20 +49,12 @@ class Manifest:
         return [m.weight / total for m in self.members]
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"version": self.version, "tta": list(self.tta), "blend": self.blend,
+        d = {"version": self.version, "tta": list(self.views), "blend": self.blend,
              "members": [{**{k: getattr(m, k) for k in _MEMBER_FIELDS},
                           **({"temperature": m.temperature} if m.temperature != 1.0 else {})} for m in self.members]}
         if self.fallback != "mean":
             d["fallback"] = dict(self.fallback)
         return d
-
-
-def parse_tta(value: str | list[str], source: str) -> list[str]:
-    views = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
-    bad = [v for v in views if v not in VIEWS]
-    if not views or bad:
-        raise HMSInputError(f"{source}: tta must be a non-empty list of {list(VIEWS)}, got {value!r}")
-    return views
 
 
 def parse_fallback(value: Any, source: str) -> Fallback:
@@ -138,7 +130,7 @@ def manifest_from_dict(d: Any, source: str = "manifest") -> Manifest:
     unknown = set(d) - {"version", "tta", "blend", "members", "fallback"}
     if unknown:
         raise HMSInputError(f"{source}: unknown field(s) {sorted(unknown)}")
-    return Manifest(members, parse_tta(d.get("tta", list(VIEWS)), source), blend,
+    return Manifest(members, parse_views(d.get("tta", list(VIEWS)), source), blend,
                     fallback=parse_fallback(d.get("fallback"), source))
 
 
@@ -165,36 +157,17 @@ def save_manifest(manifest: Manifest, path: str | Path, header: str = "") -> Non
     write_text_atomic(path, header + yaml.safe_dump(manifest.to_dict(), sort_keys=False))
 
 
-GENERATED_HEADER = """\
-# hms_infer weights manifest, written by `python -m hms_infer manifest`.
-# tta: views averaged per member; blend: prob (weighted mean of member probabilities) or logit (softmax of the
-# weighted mean of member logits); members[].checkpoint: relative to this file's folder (or --weights-dir);
-# arch: the preset recognised from the tensors; weight: normalised over members; fold: from <backbone>_<fold>_<seed>.
-"""
+def resolve_manifest(manifest: Manifest | str | Path, weights_dir: str | Path | None = None
+                     ) -> tuple[Manifest, Path, str]:
+    """A manifest or its file -> (the manifest, the folder its checkpoint paths are relative to: `weights_dir`,
+    else the file's folder, else the current folder; its name for messages)."""
+    if isinstance(manifest, Manifest):
+        return manifest, Path(weights_dir or "."), "the manifest"
+    return load_manifest(manifest), Path(weights_dir or Path(manifest).parent), str(manifest)
 
 
-def _fold_from_name(path: Path) -> int | None:
-    """The training code names checkpoints `<backbone>_<fold>_<seed>.pt`."""
-    parts = path.stem.rsplit("_", 2)
-    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
-
-
-def write_manifest_for(checkpoints: list[Path], out: str | Path, tta: str | list[str] = ",".join(VIEWS),
-                       blend: str = "prob") -> Manifest:
-    """Recognise each checkpoint's preset, hash it, and write a manifest whose paths are relative to `out`."""
-    from .checkpoint import detect_preset, read_state_dict, sha256
-    out = Path(out)
-    members = []
-    for path in checkpoints:
-        arch = detect_preset(read_state_dict(path), str(path))
-        try:
-            rel = str(Path(path).resolve().relative_to(out.parent.resolve()))
-        except ValueError:
-            rel = str(Path(path).resolve())
-        members.append(Member(name=str(Path(rel).with_suffix("")), checkpoint=rel, arch=arch, sha256=sha256(path),
-                              fold=_fold_from_name(Path(path))))
-    if blend not in BLENDS:
-        raise HMSInputError(f"blend must be one of {BLENDS}, got {blend!r}")
-    manifest = Manifest(members, parse_tta(tta, "--tta"), blend)
-    save_manifest(manifest, out, GENERATED_HEADER)
-    return manifest
+def default_manifest_path(weights_dir: str | Path | None) -> Path:
+    """Where a command finds the manifest when none is named: WEIGHTS_DIR's, else ./weights_manifest.yaml."""
+    if weights_dir is not None and (Path(weights_dir) / MANIFEST_NAME).is_file():
+        return Path(weights_dir) / MANIFEST_NAME
+    return Path(MANIFEST_NAME)

@@ -1,18 +1,17 @@
-"""Pure preprocessing functions: raw windows -> the exact model inputs of the training code (SPEC §2).
+"""Pure preprocessing functions: raw windows -> the exact model inputs of the training code (SPEC §2); the bipolar
+signals of a view are then `montage.bipolar` of the filtered electrodes.
 
 All functions take and return numpy arrays; none reads files or keeps state.
 """
 from __future__ import annotations
 
 import warnings
-from functools import lru_cache
 
 import numpy as np
 from scipy import signal
 
 from .constants import (
-    BIPOLAR_PAIRS, EEG_CLIP, EEG_FS, EEG_LOWPASS_HZ, EEG_LOWPASS_ORDER, EEG_SCALE, ELECTRODES, FLIPS,
-    SPECT_CLIP_LOG, SPECT_FRAMES, SPECT_NORM_CLIP,
+    EEG_CLIP, EEG_FS, EEG_LOWPASS_HZ, EEG_LOWPASS_ORDER, EEG_SCALE, SPECT_CLIP_LOG, SPECT_FRAMES, SPECT_NORM_CLIP,
 )
 
 _LOWPASS = signal.butter(EEG_LOWPASS_ORDER, EEG_LOWPASS_HZ / (EEG_FS / 2), btype="low")
@@ -33,45 +32,6 @@ def eeg_electrodes(window: np.ndarray) -> np.ndarray:
         x = np.nan_to_num(np.clip(x, -EEG_CLIP, EEG_CLIP), nan=0.0) / np.float32(EEG_SCALE)
     b, a = _LOWPASS
     return signal.lfilter(b, a, x.astype(np.float64), axis=-1).astype(np.float32)
-
-
-@lru_cache(maxsize=None)
-def montage_index(view: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Indices into `ELECTRODES` of the first and second electrode of each of the 24 pairs, after the flip `view`."""
-    if view not in FLIPS:
-        raise ValueError(f"unknown flip {view!r}; expected one of {list(FLIPS)}")
-    first, second = [], []
-    for a, b in BIPOLAR_PAIRS:
-        for swap in FLIPS[view]:
-            a, b = swap.get(a, a), swap.get(b, b)
-        first.append(ELECTRODES.index(a))
-        second.append(ELECTRODES.index(b))
-    return tuple(first), tuple(second)
-
-
-@lru_cache(maxsize=None)
-def signed_permutation(view: str) -> tuple[tuple[int, int], ...]:
-    """Each of the 24 signals of `view` as (channel, sign) of the `none` montage: signal_v[i] = sign * signal[channel].
-
-    A brain flip renames electrodes, so each flipped pair is a montage pair, possibly reversed (sign -1).
-    """
-    first, second = montage_index("none")
-    pairs = list(zip(first, second))
-    out = []
-    for a, b in zip(*montage_index(view)):
-        if (a, b) in pairs:
-            out.append((pairs.index((a, b)), 1))
-        elif (b, a) in pairs:
-            out.append((pairs.index((b, a)), -1))
-        else:
-            raise ValueError(f"view {view!r}: pair {ELECTRODES[a]}-{ELECTRODES[b]} is not a montage pair")
-    return tuple(out)
-
-
-def bipolar(electrodes: np.ndarray, view: str = "none") -> np.ndarray:
-    """(19, T) electrode signals -> (24, T) node differences of the brain-flip `view` (SPEC §2.1 steps 6-7)."""
-    first, second = montage_index(view)
-    return electrodes[list(first)] - electrodes[list(second)]
 
 
 def spectrogram_image(regions: np.ndarray) -> np.ndarray:

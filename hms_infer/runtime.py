@@ -23,13 +23,14 @@ from typing import Callable, Mapping, Sequence, TypeVar
 import torch
 from torch import nn
 
+from .constants import PRECISIONS
 from .errors import HMSInputError
-from .models import ArchConfig, create_model
+from .models import ArchConfig, HMSModel, create_model
 from .models.backbone import is_hgnetv2
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+AUTOCAST_DTYPES: dict[str, torch.dtype | None] = dict(zip(PRECISIONS, (None, torch.float16, torch.bfloat16)))
 MAX_AUTO_BATCH = 32
 CPU_AUTO_BATCH = 4
 # Peak activation memory per view-sample and per column of the (2000, 24*C) WaveNet image, fp16, measured in
@@ -101,7 +102,7 @@ def resolve_precision(precision: str, devices: Sequence[torch.device]) -> str:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    dtype = PRECISIONS[precision]
+    dtype = AUTOCAST_DTYPES[precision]
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
@@ -138,11 +139,11 @@ def _fp32_class(cls: type) -> type:
     return type(f"Fp32{cls.__name__}", (cls,), {"forward": forward})
 
 
-def first_convs_in_fp32(model: nn.Module) -> None:
+def first_convs_in_fp32(model: HMSModel) -> None:
     """Run the first conv of each 2-D backbone in fp32 (for bf16). bf16 keeps 8 bits of mantissa: rounding the
     input images (the z-scored spectrogram above all) moved the reference tiny model's probabilities by 3.3e-3
     of bf16's 5.4e-3; with fp32 first convs bf16 differs from fp32 by 1.8e-3. Parameters and keys unchanged."""
-    for backbone in (model.spect_backbone.backbone, model.eeg_backbone.backbone, model.eeg_backbone_1d.backbone_2d):
+    for backbone in model.backbones():
         conv = next(m for m in backbone.modules() if isinstance(m, nn.Conv2d))
         if not type(conv).__name__.startswith("Fp32"):
             conv.__class__ = _fp32_class(type(conv))
@@ -169,7 +170,7 @@ def wave_backend(devices: Sequence[torch.device], precision: str, fast: bool) ->
     choice = os.environ.get(WAVENET_BACKEND_ENV, "auto")
     if choice not in ("auto", "merged", "triton"):
         raise HMSInputError(f"{WAVENET_BACKEND_ENV} must be auto, merged or triton, got {choice!r}")
-    if PRECISIONS[precision] is None or any(d.type != "cuda" for d in devices) or choice == "merged":
+    if AUTOCAST_DTYPES[precision] is None or any(d.type != "cuda" for d in devices) or choice == "merged":
         return "merged"
     old = [d for d in devices if torch.cuda.get_device_capability(d) < (8, 0)]
     if old and choice == "auto":
@@ -185,14 +186,14 @@ def wave_backend(devices: Sequence[torch.device], precision: str, fast: bool) ->
     return "triton"
 
 
-def prepare(model: nn.Module, device: torch.device, precision: str, backend: str) -> str | None:
+def prepare(model: HMSModel, device: torch.device, precision: str, backend: str) -> str | None:
     """Ready a loaded model for its device and precision, in place (parameters and state-dict keys unchanged):
     the WaveNet `backend` (`models.wavenet_fast`), fp32 first convs for bf16, channels-last 2-D convs on GPUs
     (cuDNN's tensor-core convs are NHWC) for the fast path. With `triton`, the fused levels are compiled and
     checked on `device` now, in the calling thread (`wavenet_fast.check_fused`); where they fail the model runs
     the merged convs and the reason is returned (else None)."""
     from .models.wavenet_fast import accelerate, check_fused, set_backend
-    accelerate(model, backend, PRECISIONS[precision])
+    accelerate(model, backend, AUTOCAST_DTYPES[precision])
     if precision == "bf16":
         first_convs_in_fp32(model)
     if backend != "eager" and device.type == "cuda" and precision != "fp32":
@@ -200,7 +201,7 @@ def prepare(model: nn.Module, device: torch.device, precision: str, backend: str
     if backend != "triton":
         return None
     with on_device(device):
-        problem = check_fused(model, device, PRECISIONS[precision])
+        problem = check_fused(model, device, AUTOCAST_DTYPES[precision])
     if problem:
         set_backend(model, "merged")
     return problem
@@ -246,9 +247,9 @@ def member_gflops(arch: ArchConfig) -> float:
     from torch.utils.flop_counter import FlopCounterMode
     with torch.device("meta"):
         model = create_model(arch)
-        eeg, spect = torch.empty(1, 24, 10000), torch.empty(1, 10, 300, 100)
+        inputs = model.example_inputs(1)
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
-        model(eeg, spect)
+        model(*inputs)
     return counter.get_total_flops() / 1e9
 
 

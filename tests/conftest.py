@@ -68,7 +68,8 @@ def reference_tiny_io(reference: Path) -> tuple[np.ndarray, np.ndarray, dict[str
     if "input_eeg_raw" in io.files:
         return io["input_eeg_raw"], io["input_comp_spectrogram"], logits
     from hms_infer.data import Competition
-    from hms_infer.preprocess import bipolar, eeg_electrodes, spectrogram_image
+    from hms_infer.preprocess import eeg_electrodes, spectrogram_image
+    from hms_infer.montage import bipolar
     comp = Competition(reference / "hms_sample", "test")
     rows = {r.eeg_id: i for i, r in enumerate(comp.rows)}
     items = [comp[rows[int(e)]] for e in io["eeg_ids"]]

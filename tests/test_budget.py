@@ -12,7 +12,8 @@ import yaml
 
 from hms_infer.budget import BudgetTracker, Level, choose_level, levels, parse_budget
 from hms_infer.cli import main
-from hms_infer.constants import SUBMISSION_HEADER, VIEWS
+from hms_infer.constants import SUBMISSION_HEADER
+from hms_infer.montage import VIEWS
 from hms_infer.ensemble import Ensemble
 from hms_infer.errors import HMSInputError
 from hms_infer.manifest import manifest_from_dict
@@ -140,8 +141,8 @@ def test_subset_reuses_the_loaded_models_and_renormalises_the_weights(budget_cas
     ens = Ensemble.from_manifest(manifest_from_dict(manifest), tiny_weights, device="cpu")
     sub = ens.subset(("none", "lr"), (1,))
     assert [m.name for m in sub.members] == ["tiny1"] and sub.members[0].model is ens.members[1].model
-    assert sub.tta == ["none", "lr"] and sub.plan.views == ("none", "lr") and len(sub._forwards) == 1
-    assert [m.name for m in ens.members] == ["tiny0", "tiny1"] and ens.tta == list(ALL)  # left as it was
+    assert sub.views == ("none", "lr") and sub.plan.views == ("none", "lr") and len(sub._forwards) == 1
+    assert [m.name for m in ens.members] == ["tiny0", "tiny1"] and ens.views == ALL  # left as it was
     logits = torch.randn(1, 3, 2, 6)
     np.testing.assert_allclose(sub.blend(logits), logits[0].double().softmax(-1).mean(1).numpy(), atol=1e-12)
 

@@ -20,11 +20,11 @@ import torch
 import yaml
 
 import hms_infer
-from hms_infer.bundle import FORBIDDEN, bundle_weights, bundled_path, check_wheels, read_pins
+from hms_infer.tasks.bundle import FORBIDDEN, bundle_weights, bundled_path, check_wheels, read_pins
 from hms_infer.checkpoint import load_weights, read_state_dict, sha256
 from hms_infer.cli import main
 from hms_infer.constants import KAGGLE_TIME_BUDGET_S, SUBMISSION_HEADER
-from hms_infer.convert import convert_checkpoint, convert_checkpoints
+from hms_infer.tasks.convert import convert_checkpoint, convert_checkpoints
 from hms_infer.ensemble import Ensemble
 from hms_infer.errors import HMSInputError
 from hms_infer.manifest import load_manifest, manifest_from_dict
@@ -109,10 +109,10 @@ def test_bundle_holds_pure_wheels_kernel_and_verified_checkpoints(bundle, weight
         names = zipfile.ZipFile(wheel).namelist()
         assert not [n for n in names if n.endswith((".so", ".pyd", ".dylib"))], wheel.name
     own = zipfile.ZipFile(bundle / "wheels" / f"hms_infer-{hms_infer.__version__}-py3-none-any.whl").namelist()
-    assert {"hms_infer/ensemble.py", "hms_infer/bundle.py", "hms_infer/convert.py"} <= set(own)
+    assert {"hms_infer/ensemble.py", "hms_infer/tasks/bundle.py", "hms_infer/tasks/convert.py"} <= set(own)
     assert not [n for n in own if "__pycache__" in n or n.startswith("tests/")]
 
-    assert (bundle / "kernel.py").read_bytes() == (ROOT / "kernel.py").read_bytes()
+    assert (bundle / "kernel.py").read_bytes() == (ROOT / "kaggle" / "kernel.py").read_bytes()
     metadata = json.loads((bundle / "dataset-metadata.json").read_text())
     assert metadata["id"].endswith("/hms-infer-bundle") and metadata["licenses"] == [{"name": "other"}]
     assert "hms_infer MIT, timm Apache-2.0, nnAudio MIT" in metadata["description"]  # Kaggle's `other`: stated
@@ -135,7 +135,7 @@ def test_bundle_holds_pure_wheels_kernel_and_verified_checkpoints(bundle, weight
     for m in manifest.members:
         source = weights_dir / m.checkpoint[len("weights/"):]
         assert m.sha256 == sha256(bundle / m.checkpoint) == sha256(source)
-    assert manifest.tta == ["none"]
+    assert manifest.views == ("none",)
     ens = Ensemble.from_manifest(bundle / "weights_manifest.yaml", device="cpu")  # strict loads, sha256 checked
     assert [m.name for m in ens.members] == ["tiny0", "tiny1"]
 
@@ -280,7 +280,7 @@ def test_convert_refuses_values_beyond_fp16(tmp_path):
 
 
 def _kernel_module():
-    spec = importlib.util.spec_from_file_location("hms_kernel", ROOT / "kernel.py")
+    spec = importlib.util.spec_from_file_location("hms_kernel", ROOT / "kaggle" / "kernel.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -6,7 +6,8 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from hms_infer.checkpoint import detect_preset, load_weights, read_state_dict
+from hms_infer.checkpoint import load_weights, read_state_dict
+from hms_infer.models import detect_preset
 from hms_infer.cli import main
 from hms_infer.ensemble import Ensemble
 from hms_infer.errors import HMSInputError
@@ -89,7 +90,7 @@ def test_manifest_command_round_trip(preset_state_dicts, tmp_path):
     m = load_manifest(out)
     assert [(x.arch, x.fold, x.checkpoint) for x in m.members] == [
         ("cfg_1", 0, "hgnetv2_b4.ssld_stage2_ft_in1k_0_42.pt"), ("cfg_5", 1, "tf_efficientnetv2_s.in21k_ft_in1k_1_42.pt")]
-    assert all(len(x.sha256) == 64 for x in m.members) and m.tta == ["none", "lr", "fb", "lrfb"]
+    assert all(len(x.sha256) == 64 for x in m.members) and m.views == ("none", "lr", "fb", "lrfb")
     save_manifest(m, tmp_path / "again.yaml")
     assert load_manifest(tmp_path / "again.yaml") == m
 

@@ -11,11 +11,14 @@ import torch
 import yaml
 
 from hms_infer.cli import main
-from hms_infer.constants import CLASSES, SUBMISSION_HEADER, VIEWS
+from hms_infer.constants import CLASSES, SUBMISSION_HEADER
+from hms_infer.montage import VIEWS
 from hms_infer.data import Competition
-from hms_infer.ensemble import Ensemble, bipolar_views, blend
+from hms_infer.ensemble import Ensemble, blend
+from hms_infer.montage import bipolar_views
 from hms_infer.errors import HMSInputError
-from hms_infer.preprocess import bipolar, eeg_electrodes, spectrogram_image
+from hms_infer.preprocess import eeg_electrodes, spectrogram_image
+from hms_infer.montage import bipolar
 from hms_infer.submission import to_submission, validate_probabilities
 
 from .conftest import tiny_manifest
@@ -147,8 +150,8 @@ def test_missing_checkpoint_and_bad_device_are_clear_errors(tiny_weights, tmp_pa
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end_with_full_size_presets(tmp_path, capsys):
-    from hms_infer.demo import run_demo
-    out = run_demo(tmp_path / "demo", device="cpu", rows=1)
+    assert main(["demo", "--dir", str(tmp_path / "demo"), "--device", "cpu", "--rows", "1"]) == 0
+    out = tmp_path / "demo" / "submission.csv"
     text = capsys.readouterr().out
     assert "RANDOM weights" in text and "cfg_1" in text and "cfg_5" in text
     sub = pd.read_csv(out)

@@ -12,13 +12,14 @@ import torch
 from safetensors.torch import load_file
 
 from hms_infer.checkpoint import load_weights
-from hms_infer.constants import CHAIN_SIZE, VIEWS
+from hms_infer.montage import CHAIN_SIZE, VIEWS
 from hms_infer.data import Competition
 from hms_infer.models import create_model
 from hms_infer.models.multiview import forward_views, view_plan
 from hms_infer.models.wavenet import WaveBlock
 from hms_infer.models.wavenet_fast import FastWaveBlock, accelerate
-from hms_infer.preprocess import bipolar, eeg_electrodes, signed_permutation, spectrogram_image
+from hms_infer.preprocess import eeg_electrodes, spectrogram_image
+from hms_infer.montage import bipolar, signed_permutation
 
 from .conftest import REFERENCE, TINY_ARCH, reference_keys, reference_tiny_config
 

@@ -23,13 +23,14 @@ from hms_infer.blendfit import cross_validate, fit, one_thread
 from hms_infer.cli import main
 from hms_infer.constants import CLASSES, SUBMISSION_ORDER
 from hms_infer.data import Competition
-from hms_infer.ensemble import Ensemble, blend, predict
-from hms_infer.bundle import bundle_weights
+from hms_infer import predict
+from hms_infer.ensemble import Ensemble, blend
+from hms_infer.tasks.bundle import bundle_weights
 from hms_infer.errors import HMSInputError
-from hms_infer.fitweights import fit_weights
+from hms_infer.tasks.fit_weights import fit_weights
 from hms_infer.manifest import load_manifest, manifest_from_dict, save_manifest
 from hms_infer.metric import kl_divergence
-from hms_infer.parity import LOGIT_COLUMNS
+from hms_infer.training import LOGIT_COLUMNS
 from hms_infer.synthetic import write_competition
 
 from .conftest import TINY_ARCH
@@ -85,7 +86,7 @@ def test_informative_group_takes_the_weight(tmp_path):
     groups = as_groups(table, good=z + rng.normal(0, 0.5, z.shape), noise=rng.normal(0, 1.5, z.shape))
     manifest = write_manifest(tmp_path / "m.yaml", [("good/fold0", "g0.pt"), ("good/fold1", "g1.pt"),
                                                      ("noise", "n.pt")])
-    report = fit_weights(tmp_path / "train.csv", groups, manifest, tmp_path / "fitted.yaml", progress=False)
+    report = fit_weights(table=tmp_path / "train.csv", groups=groups, manifest=manifest, out=tmp_path / "fitted.yaml", progress=False)
     assert report["rows"] == 2000 and REPORT_KEYS <= set(report)
     w = report["weights"]
     assert w["good"] >= 0.9 and w["noise"] >= 0 and sum(w.values()) == pytest.approx(1, abs=1e-12)
@@ -129,11 +130,12 @@ def test_temperature_recovers_a_doubled_logit_scale(tmp_path, how):
     table.to_csv(tmp_path / "train.csv", index=False)
     groups = as_groups(table, sharp=2 * z, noise=rng.normal(0, 1.5, z.shape))
     manifest = write_manifest(tmp_path / "m.yaml", [("sharp", "s.pt"), ("noise", "n.pt")])
-    report = fit_weights(tmp_path / "train.csv", groups, manifest, tmp_path / "fitted.yaml", blend=how,
+    report = fit_weights(table=tmp_path / "train.csv", groups=groups, manifest=manifest, out=tmp_path / "fitted.yaml", blend=how,
                          temperature=True, progress=False)
     assert report["temperatures"]["sharp"] == pytest.approx(2.0, rel=0.05)
     assert report["weights"]["sharp"] >= 0.9
-    plain = fit_weights(tmp_path / "train.csv", groups, manifest, tmp_path / "plain.yaml", blend=how, progress=False)
+    plain = fit_weights(table=tmp_path / "train.csv", groups=groups, manifest=manifest, out=tmp_path / "plain.yaml", blend=how,
+                        progress=False)
     assert report["score_fitted"] < plain["score_fitted"] - 0.01  # dividing by 2 is worth a lot
     fitted = load_manifest(tmp_path / "fitted.yaml")
     assert fitted.blend == how
@@ -193,7 +195,8 @@ def test_refit_without_temperature_keeps_the_manifest_temperatures_in_place(tmp_
     d = yaml.safe_load(write_manifest(tmp_path / "m.yaml", [("sharp", "s.pt"), ("soft", "n.pt")]).read_text())
     d["members"][0] = {"temperature": 2.0, **d["members"][0]}  # first field: its place must not move
     (tmp_path / "m.yaml").write_text(yaml.safe_dump(d, sort_keys=False))
-    report = fit_weights(tmp_path / "train.csv", groups, tmp_path / "m.yaml", tmp_path / "f.yaml", progress=False)
+    report = fit_weights(table=tmp_path / "train.csv", groups=groups, manifest=tmp_path / "m.yaml", out=tmp_path / "f.yaml",
+                         progress=False)
     assert report["temperatures"] == {"sharp": 2.0, "soft": 1.0}
     y = targets_of(table)
     sharp_alone = kl_divergence(y, softmax(z, 1)[:, list(SUBMISSION_ORDER)])  # 2 z / 2
@@ -204,7 +207,8 @@ def test_refit_without_temperature_keeps_the_manifest_temperatures_in_place(tmp_
     with pytest.raises(HMSInputError, match="group sharp .* different temperatures"):
         d["members"].append({**d["members"][1], "name": "sharp/2", "temperature": 3.0})
         (tmp_path / "m2.yaml").write_text(yaml.safe_dump(d, sort_keys=False))
-        fit_weights(tmp_path / "train.csv", groups, tmp_path / "m2.yaml", tmp_path / "f2.yaml", progress=False)
+        fit_weights(table=tmp_path / "train.csv", groups=groups, manifest=tmp_path / "m2.yaml", out=tmp_path / "f2.yaml",
+                    progress=False)
 
 
 @pytest.mark.parametrize("value", [0, -1.0, float("inf"), float("nan"), "hot", True, None])
@@ -264,7 +268,7 @@ def test_cli_end_to_end_with_both_layouts(fitted_case):
             {k: v for k, v in m0.items() if k != "weight"}
         assert m1["weight"] == report["weights"][g] and m1["temperature"] == report["temperatures"][g]
     loaded = load_manifest(root / "FITTED.yaml")
-    assert loaded.fallback["other"] == 1.0 and loaded.tta == ["none"]
+    assert loaded.fallback["other"] == 1.0 and loaded.views == ("none",)
 
 
 def test_fitted_manifest_changes_predict_exactly_as_its_weights_say(fitted_case):

@@ -6,8 +6,10 @@ import pytest
 from scipy import signal
 
 from hms_infer.cli import main
-from hms_infer.constants import BIPOLAR_PAIRS, ELECTRODES, VIEWS
-from hms_infer.preprocess import bipolar, eeg_electrodes, montage_index, spectrogram_image
+from hms_infer.constants import ELECTRODES
+from hms_infer.montage import BIPOLAR_PAIRS, VIEWS
+from hms_infer.preprocess import eeg_electrodes, spectrogram_image
+from hms_infer.montage import bipolar, montage_index
 
 from .conftest import reference_strides
 

@@ -27,8 +27,9 @@ from hms_infer.constants import SUBMISSION_ORDER, VOTE_COLUMNS
 from hms_infer.data import Competition
 from hms_infer.metric import kl_divergence, solution_probabilities
 from hms_infer.models import create_model
-from hms_infer.preprocess import bipolar, eeg_electrodes, spectrogram_image
-from hms_infer.pseudo_labels import pseudo_labels
+from hms_infer.preprocess import eeg_electrodes, spectrogram_image
+from hms_infer.montage import bipolar
+from hms_infer.tasks.pseudo_labels import pseudo_labels
 from hms_infer.synthetic import write_competition
 
 from .conftest import TINY_ARCH
@@ -153,7 +154,8 @@ def single(case, tmp_path_factory) -> dict:
     original = Competition.read_eeg
     Competition.read_eeg = lambda self, row: reads.append(row.key) or original(self, row)
     try:
-        summary = pseudo_labels(case["data"], case["root"] / "train_folds.csv", case["manifest"], out, device="cpu",
+        summary = pseudo_labels(data_dir=case["data"], table=case["root"] / "train_folds.csv", manifest=case["manifest"], out=out,
+                                device="cpu",
                                 batch_size=1, num_workers=0, chunk_rows=1, progress=False)
     finally:
         Competition.read_eeg = original

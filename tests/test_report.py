@@ -28,8 +28,10 @@ from hms_infer.constants import (  # noqa: E402
 )
 from hms_infer.data import Competition, Row  # noqa: E402
 from hms_infer.ensemble import Ensemble  # noqa: E402
-from hms_infer.preprocess import bipolar, eeg_electrodes, spectrogram_image  # noqa: E402
-from hms_infer.report import figure, make_report  # noqa: E402
+from hms_infer.preprocess import eeg_electrodes, spectrogram_image
+from hms_infer.montage import bipolar  # noqa: E402
+from hms_infer.report import figure  # noqa: E402
+from hms_infer.tasks.report import make_report  # noqa: E402
 from hms_infer.report.analysis import Report, RowReport  # noqa: E402
 from hms_infer.report.drawing import nice_step, trace_offsets  # noqa: E402
 from hms_infer.report.pages import index_page  # noqa: E402
@@ -152,7 +154,7 @@ def test_train_split_votes_kl_and_aux_heads_equal_a_direct_forward(synthetic_dir
     comp = Competition(synthetic_dir, "train")
     eeg_id = min(comp.table.eeg_id, key=lambda e: (comp.table.eeg_id == e).sum())  # the one with the fewest rows
     mine = [i for i, r in enumerate(comp.rows) if r.eeg_id == eeg_id]
-    index_path = make_report(synthetic_dir, tmp_path / "r", manifest, split="train", eeg_ids=[eeg_id],
+    index_path = make_report(data_dir=synthetic_dir, out=tmp_path / "r", manifest=manifest, split="train", eeg_ids=[eeg_id],
                              device="cpu", num_workers=0, progress=False)
     rows = Tables(index_path.read_text()).rows("rows")
     assert [int(a["data-row"]) for a, _ in rows] == mine and len(mine) >= 2  # every row of the eeg_id
@@ -178,7 +180,7 @@ def test_train_split_votes_kl_and_aux_heads_equal_a_direct_forward(synthetic_dir
         assert [(a["data-member"], a["data-head"]) for a, _ in heads] == [
             (m.name, h) for m in ens.members for h in HEADS]
         for k, member in enumerate(ens.members):
-            direct = _direct_heads(member.model, electrodes, spect, ens.tta)  # (4, 6) in CLASSES order
+            direct = _direct_heads(member.model, electrodes, spect, ens.views)  # (4, 6) in CLASSES order
             shown = np.stack([probabilities(c, SUBMISSION_CLASSES) for _, c in heads[4 * k:4 * k + 4]])
             np.testing.assert_allclose(shown, direct[:, list(SUBMISSION_ORDER)], rtol=0, atol=2e-6)
             assert np.abs(shown[1:] - shown[0]).max() > 1e-4  # the aux heads say something of their own
@@ -191,7 +193,7 @@ def test_train_split_votes_kl_and_aux_heads_equal_a_direct_forward(synthetic_dir
 def test_every_head_comes_from_the_same_pass_and_the_default_path_is_unchanged(synthetic_dir, manifest, monkeypatch):
     """`member_logits(heads=True)` is one pass giving (M, B, V, 4, 6); its `all` head is bit-identical to the
     default path's (M, B, V, 6) logits; the reference path (`fast=False`) gives the same heads."""
-    ens = Ensemble.from_manifest(manifest, device="cpu", tta="none,lr")
+    ens = Ensemble.from_manifest(manifest, device="cpu", views="none,lr")
     _, raw_eeg, raw_spect = Competition(synthetic_dir, "test")[1]
     el = torch.from_numpy(eeg_electrodes(raw_eeg))[None]
     sp = torch.from_numpy(spectrogram_image(raw_spect))[None]
@@ -199,7 +201,7 @@ def test_every_head_comes_from_the_same_pass_and_the_default_path_is_unchanged(s
     assert every.shape == (2, 1, 2, len(HEADS), 6)
     assert torch.equal(every[..., 0, :], ens.member_logits(el, sp))  # `all`: the very numbers of predict
     # (each head against `HMSModel.forward`: test_train_split_votes_kl_and_aux_heads_equal_a_direct_forward)
-    reference = Ensemble.from_manifest(manifest, device="cpu", tta="none", fast=False)  # one forward per view
+    reference = Ensemble.from_manifest(manifest, device="cpu", views="none", fast=False)  # one forward per view
     torch.testing.assert_close(reference.member_logits(el, sp, heads=True), every[:, :, :1], rtol=0, atol=1e-5)
 
     def out_of_memory(eeg, s):
@@ -210,7 +212,7 @@ def test_every_head_comes_from_the_same_pass_and_the_default_path_is_unchanged(s
 
 
 def test_notebook_figure_shows_the_signals_and_images_the_model_saw(synthetic_dir, manifest):
-    ens = Ensemble.from_manifest(manifest, device="cpu", tta="none")
+    ens = Ensemble.from_manifest(manifest, device="cpu", views="none")
     comp = Competition(synthetic_dir, "test")
     fig = figure(ens, comp, 3)
     assert isinstance(fig, Figure)
@@ -294,7 +296,7 @@ def test_nothing_but_the_report_imports_matplotlib():
     """`predict`, the CLI and kernel.py's imports run without the `plot` extra."""
     package = Path(__file__).resolve().parents[1] / "hms_infer"
     names = sorted(".".join(("hms_infer", *p.relative_to(package).with_suffix("").parts)).removesuffix(".__init__")
-                   for p in package.rglob("*.py") if "report" not in p.parts and p.name != "__main__.py")
+                   for p in package.rglob("*.py") if "report" not in p.parts and p.stem not in ("__main__", "report"))
     code = ("import importlib, sys\n"
             f"for name in {names!r}:\n    importlib.import_module(name)\n"
             "print(len(sys.modules), 'matplotlib' in sys.modules)")

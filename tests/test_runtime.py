@@ -246,7 +246,7 @@ def test_bf16_on_the_cpu_stays_within_2e3_of_fp32(reference, synthetic_dir, tmp_
     from safetensors.torch import load_file
 
     from hms_infer.checkpoint import load_weights
-    from hms_infer.ensemble import LoadedMember
+    from hms_infer.members import LoadedMember
 
     from .conftest import reference_tiny_config
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from hms_infer.errors import HMSInputError
-from hms_infer.sharding import Shard
+from hms_infer.sharding import Parts, Shard
 
 from .conftest import tiny_manifest
 
@@ -97,9 +97,9 @@ def test_torchrun_two_processes_write_the_single_process_bytes(case):
 
 def test_parts_carry_each_rows_problems(tmp_path):
     import numpy as np
-    first = Shard(0, 2).gather(tmp_path, "run", [0, 1, 4], np.ones((3, 6)), 5, {1: [("eeg", "a.parquet", "gone")]})
+    first = Shard(0, 2).gather(Parts(tmp_path, "run"), [0, 1, 4], np.ones((3, 6)), 5, {1: [("eeg", "a.parquet", "gone")]})
     assert first is None  # shard 1's part is not there yet
-    probs, notes = Shard(1, 2).gather(tmp_path, "run", [2, 3], np.zeros((2, 6)), 5,
+    probs, notes = Shard(1, 2).gather(Parts(tmp_path, "run"), [2, 3], np.zeros((2, 6)), 5,
                                       {3: [("spectrogram", "b.parquet", "no rows")]})
     assert probs[:, 0].tolist() == [1, 1, 0, 0, 1]
     assert notes == {1: [("eeg", "a.parquet", "gone")], 3: [("spectrogram", "b.parquet", "no rows")]}

@@ -75,18 +75,23 @@ def _check_field(kind: type, name: str, value: Any) -> None:
         raise ValueError(f"{kind.__name__}.{name} must be {what}, got {value!r}")
 
 
-_HGNET = ("hgnetv2_b4.ssld_stage2_ft_in1k", "hgnetv2_b2.ssld_stage2_ft_in1k")
-_EFFNET = ("tf_efficientnetv2_s.in21k_ft_in1k", "tf_efficientnetv2_b0.in1k")
-_STFT_110 = StftConfig(n_fft=110, win_length=64, hop_length=23, window="cosine")
-_STFT_190 = StftConfig(n_fft=190, win_length=96, hop_length=24, window="hann")
-_WAVE_7 = WaveNetConfig(n_blocks=7, out_channels=24)
-_WAVE_8 = WaveNetConfig(n_blocks=8, out_channels=28)
+_HGNET_B4, _HGNET_B2 = "hgnetv2_b4.ssld_stage2_ft_in1k", "hgnetv2_b2.ssld_stage2_ft_in1k"
+_EFFNET_S, _EFFNET_B0 = "tf_efficientnetv2_s.in21k_ft_in1k", "tf_efficientnetv2_b0.in1k"
+STFT_110 = StftConfig(n_fft=110, win_length=64, hop_length=23, window="cosine")
+STFT_190 = StftConfig(n_fft=190, win_length=96, hop_length=24, window="hann")
+WAVENET_7 = WaveNetConfig(n_blocks=7, out_channels=24)
+WAVENET_8 = WaveNetConfig(n_blocks=8, out_channels=28)
 
+# The 8 published configurations (SPEC §4), each written out.
 PRESETS: dict[str, ArchConfig] = {
-    f"cfg_{i + 1}": ArchConfig(*backbones, stft, wave)
-    for i, (backbones, stft, wave) in enumerate(
-        (b, s, w) for b in (_HGNET, _EFFNET) for s in (_STFT_110, _STFT_190) for w in (_WAVE_7, _WAVE_8)
-    )
+    "cfg_1": ArchConfig(backbone=_HGNET_B4, backbone_comp=_HGNET_B2, stft=STFT_110, wavenet=WAVENET_7),
+    "cfg_2": ArchConfig(backbone=_HGNET_B4, backbone_comp=_HGNET_B2, stft=STFT_110, wavenet=WAVENET_8),
+    "cfg_3": ArchConfig(backbone=_HGNET_B4, backbone_comp=_HGNET_B2, stft=STFT_190, wavenet=WAVENET_7),
+    "cfg_4": ArchConfig(backbone=_HGNET_B4, backbone_comp=_HGNET_B2, stft=STFT_190, wavenet=WAVENET_8),
+    "cfg_5": ArchConfig(backbone=_EFFNET_S, backbone_comp=_EFFNET_B0, stft=STFT_110, wavenet=WAVENET_7),
+    "cfg_6": ArchConfig(backbone=_EFFNET_S, backbone_comp=_EFFNET_B0, stft=STFT_110, wavenet=WAVENET_8),
+    "cfg_7": ArchConfig(backbone=_EFFNET_S, backbone_comp=_EFFNET_B0, stft=STFT_190, wavenet=WAVENET_7),
+    "cfg_8": ArchConfig(backbone=_EFFNET_S, backbone_comp=_EFFNET_B0, stft=STFT_190, wavenet=WAVENET_8),
 }
 
 

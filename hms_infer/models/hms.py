@@ -1,16 +1,22 @@
-"""The multimodal HMS model (one ensemble member), with the training code's state-dict names (SPEC §3)."""
+"""The multimodal HMS model (one ensemble member), with the training code's state-dict names (SPEC §3), and what
+its checkpoints' keys tell: the preset a state dict was trained as (`detect_preset`), or what it looks like."""
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
-from ..constants import CLASSES
-from .config import ArchConfig, resolve_arch
+from ..constants import CLASSES, EEG_WINDOW, SPECT_CHANNELS, SPECT_FRAMES, SPECT_FREQS
+from ..errors import HMSInputError
+from ..montage import BIPOLAR_PAIRS
+from .config import PRESETS, ArchConfig, resolve_arch
 from .spect import SpectBackbone
-from .stft import StftBackbone
+from .stft import StftBackbone, StftLayer
 from .wavenet import WaveNetBackbone
+
+WINDOW_MASK_KEY = "eeg_backbone.stft_layer.spec_layer.window_mask"  # the STFT window: cosine or hann
 
 
 class HMSModel(nn.Module):
@@ -44,7 +50,74 @@ class HMSModel(nn.Module):
             "eeg_wavenet": self.head_1d(f_wave),
         }
 
+    def branches(self) -> dict[str, list[nn.Module]]:
+        """The modules of each branch: `spectrogram`, `stft` (the STFT layer, then its 2-D backbone), `wavenet_1d`
+        (the three chains' WaveNets) and `wavenet_2d` (the WaveNet image's 2-D backbone)."""
+        return {
+            "spectrogram": [self.spect_backbone],
+            "stft": [self.eeg_backbone.stft_layer, self.eeg_backbone.backbone],
+            "wavenet_1d": list(self.eeg_backbone_1d.backbone_1ds),
+            "wavenet_2d": [self.eeg_backbone_1d.backbone_2d],
+        }
+
+    def backbones(self) -> list[nn.Module]:
+        """The three timm 2-D backbones: spectrogram, STFT image, WaveNet image."""
+        return [self.spect_backbone.backbone, self.eeg_backbone.backbone, self.eeg_backbone_1d.backbone_2d]
+
+    def stft_image(self, eeg: torch.Tensor) -> torch.Tensor:
+        """eeg (B, 24, T) -> (B, 1, H, W): the trainable-STFT image its 2-D backbone sees."""
+        return self.eeg_backbone.image(self.eeg_backbone.spectra(eeg))
+
+    @staticmethod
+    def example_inputs(batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """Zero inputs of the model's shapes, on the current default device: eeg (batch, 24, 10000), spect
+        (batch, 10, 300, 100)."""
+        return (torch.zeros(batch, len(BIPOLAR_PAIRS), EEG_WINDOW),
+                torch.zeros(batch, SPECT_CHANNELS, SPECT_FRAMES, SPECT_FREQS))
+
 
 def create_model(arch: str | Mapping[str, Any] | ArchConfig) -> HMSModel:
     """Build a randomly initialised model in eval mode from a preset name or an arch mapping."""
     return HMSModel(resolve_arch(arch)).eval()
+
+
+@lru_cache(maxsize=None)
+def _preset_shapes(name: str) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):
+        model = create_model(name)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+@lru_cache(maxsize=None)
+def _window_mask(name: str) -> torch.Tensor:
+    return StftLayer(resolve_arch(name).stft).spec_layer.window_mask
+
+
+def detect_preset(sd: Mapping[str, torch.Tensor], source: str = "checkpoint") -> str:
+    """The preset (`cfg_N`) whose keys, shapes and STFT window match the state dict `sd`; an error that describes
+    it otherwise. The window is compared to 1e-3, so fp16 checkpoints (`convert --half`) are recognised too."""
+    shapes = {k: tuple(v.shape) for k, v in sd.items()}
+    for name in PRESETS:
+        if shapes == _preset_shapes(name) and torch.allclose(sd[WINDOW_MASK_KEY].float(), _window_mask(name),
+                                                             atol=1e-3):
+            return name
+    raise HMSInputError(f"{source}: unknown layout, matches none of {list(PRESETS)}: {describe_state_dict(sd)}")
+
+
+def describe_state_dict(sd: Mapping[str, torch.Tensor]) -> str:
+    """What a state dict looks like, in the terms of the presets table."""
+    found = [f"{len(sd)} tensors"]
+    if "spect_backbone.backbone.stem.stem1.conv.weight" in sd:
+        found.append("hgnetv2 spectrogram backbone")
+    elif "spect_backbone.backbone.conv_stem.weight" in sd:
+        found.append("EfficientNet-style spectrogram backbone")
+    if "eeg_backbone.stft_layer.spec_layer.wsin" in sd:
+        found.append(f"STFT n_fft={sd['eeg_backbone.stft_layer.spec_layer.wsin'].shape[-1]}")
+    blocks = {k.split(".")[4] for k in sd if k.startswith("eeg_backbone_1d.backbone_1ds.0.wave_blocks.")}
+    if blocks:
+        last = f"eeg_backbone_1d.backbone_1ds.0.wave_blocks.{len(blocks) - 1}.conv1x1.weight"
+        channels = sd[last].shape[0] if last in sd else "?"
+        found.append(f"WaveNet blocks={len(blocks)} C={channels}")
+    if not any(k.startswith("head_all.") for k in sd):
+        found.append("no head_all (not an HMS multimodal checkpoint?)")
+    return ", ".join(found)

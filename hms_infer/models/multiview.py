@@ -16,8 +16,9 @@ from typing import Callable
 
 import torch
 
-from ..constants import CHAIN_SIZE, HEADS, N_CHAINS
-from ..preprocess import signed_permutation
+from ..constants import HEADS
+from ..montage import CHAIN_SIZE, N_CHAINS
+from ..montage import signed_permutation
 from .hms import HMSModel
 
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..constants import CHAIN_SIZE, N_CHAINS
+from ..montage import CHAIN_SIZE, N_CHAINS
 from .backbone import create_backbone, is_hgnetv2
 from .config import WaveNetConfig
 

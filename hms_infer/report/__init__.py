@@ -1,15 +1,14 @@
-"""See what the models saw: a per-EEG visual report (needs matplotlib: `pip install hms_infer[plot]`).
+"""See what the models saw: the numbers and figures of the per-EEG visual report (needs matplotlib:
+`pip install hms_infer[plot]`).
 
     from hms_infer.report import figure
-    figure(ensemble, competition, row)          # a matplotlib Figure: shown inline in Jupyter
-    make_report(data_dir, "report/", manifest)  # python -m hms_infer report: PNG + page per row, index.html
+    figure(ensemble, competition, row)   # a matplotlib Figure: shown inline in Jupyter
 
-`analysis` computes the numbers (one batched pass, every head), `drawing` draws, `pages` writes the HTML, `build`
-puts them together. Nothing else in hms_infer imports this package, so `predict` and kernel.py never need matplotlib.
+`analysis` computes the numbers (one batched pass, every head), `drawing` draws, `pages` writes the HTML; the
+`report` command (`hms_infer.tasks.report.make_report`) puts them together. Nothing else in the library imports this
+package, so `predict` and kernel.py never need matplotlib.
 """
 from .analysis import Report, RowInputs, RowReport, analyse, row_inputs, select_rows
-from .build import make_report, parse_rows
 from .drawing import draw, figure
 
-__all__ = ["Report", "RowInputs", "RowReport", "analyse", "row_inputs", "select_rows", "make_report", "parse_rows",
-           "draw", "figure"]
+__all__ = ["Report", "RowInputs", "RowReport", "analyse", "row_inputs", "select_rows", "draw", "figure"]

@@ -18,7 +18,7 @@ from ..errors import HMSInputError
 from ..fallback import Problem, apply_policy
 from ..loader import ModelInputs
 from ..metric import kl_divergence, solution_probabilities
-from ..preprocess import bipolar
+from ..montage import bipolar
 from ..runtime import RunStats, autocast, on_device
 
 _ORDER = list(SUBMISSION_ORDER)
@@ -101,7 +101,7 @@ def analyse(ens: Ensemble, comp: Competition, rows: Sequence[int], batch_size: i
     rows = list(rows)
     votes = _votes(comp, rows)  # a row without votes is an error before the forward pass, not after it
     where = {r: k for k, r in enumerate(rows)}
-    m, v = len(ens.members), len(ens.tta)
+    m, v = len(ens.members), len(ens.views)
     logits = torch.zeros(len(rows), m, v, len(HEADS), 6, dtype=torch.float32)
     problems: dict[int, list[Problem]] = {}
     for index, batch, row_problems in ens.batch_logits(comp, rows, batch_size, num_workers, progress, stats,
@@ -121,7 +121,7 @@ def analyse(ens: Ensemble, comp: Competition, rows: Sequence[int], batch_size: i
         out.append(RowReport(comp.rows[i], p, soft[k, :, :, 0], soft[k].mean(axis=1), statuses.get(k),
                              problems.get(k, []), None if votes is None else votes[k],
                              None if votes is None else kl_divergence(votes[k:k + 1], p[None])))
-    return Report(comp.split, comp.table_name, [mb.name for mb in ens.members], list(ens.tta), out)
+    return Report(comp.split, comp.table_name, [mb.name for mb in ens.members], list(ens.views), out)
 
 
 def row_inputs(ens: Ensemble, comp: Competition, row: int) -> RowInputs:
@@ -132,8 +132,7 @@ def row_inputs(ens: Ensemble, comp: Competition, row: int) -> RowInputs:
     _, electrodes, image, _ = item
     signals = bipolar(electrodes, "none")
     member = ens.members[0]
-    stft = member.model.eeg_backbone
     x = torch.from_numpy(signals)[None].to(member.device)
     with torch.inference_mode(), on_device(member.device), autocast(member.device, ens.precision):
-        stft_image = stft.image(stft.spectra(x))[0, 0].float().cpu().numpy()
+        stft_image = member.model.stft_image(x)[0, 0].float().cpu().numpy()
     return RowInputs(signals, image[:4], stft_image, member.name)

@@ -12,15 +12,12 @@ from matplotlib.collections import LineCollection
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..constants import (
-    BIPOLAR_PAIRS, CHAIN_SIZE, EEG_FS, EEG_SCALE, EEG_WINDOW, HEADS, LABEL_WINDOW_S, REPORT_DPI, REPORT_FIGSIZE,
-    SPECT_FRAMES, SPECT_REGIONS, SUBMISSION_CLASSES,
-)
+from ..constants import EEG_FS, EEG_SCALE, EEG_WINDOW, HEADS, LABEL_WINDOW_S, REPORT_DPI, REPORT_FIGSIZE, SPECT_FRAMES, SPECT_REGIONS, SUBMISSION_CLASSES
+from ..montage import BIPOLAR_PAIRS, CHAIN_SIZE, CHAINS
 from ..data import Competition
 from ..ensemble import Ensemble
 from .analysis import Report, RowInputs, RowReport, analyse, row_inputs
 
-CHAINS = ("temporal", "parasagittal", "transverse")
 _CHAIN_COLOURS = ("#1f4e9c", "#8a2c0d", "#2d6a2d")
 _CHAIN_GAP = 1.5  # extra trace spacings between chains
 _WINDOW_S = EEG_WINDOW / EEG_FS

@@ -17,10 +17,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hms_infer.bench import HEAD_SCALE
 from hms_infer.checkpoint import load_weights
 from hms_infer.data import Competition
-from hms_infer.ensemble import Ensemble, LoadedMember, bipolar_views
+from hms_infer.ensemble import Ensemble
+from hms_infer.members import HEAD_SCALE, LoadedMember
+from hms_infer.montage import bipolar_views
 from hms_infer.errors import HMSInputError
 from hms_infer.models import PRESETS, create_model, resolve_arch
 from hms_infer.models.wavenet import WaveNet
@@ -44,7 +45,7 @@ KL_BOUND = {"fp16": 1e-4, "bf16": 1e-3}
 
 
 def _kernel_module():
-    spec = importlib.util.spec_from_file_location("hms_kernel", ROOT / "kernel.py")
+    spec = importlib.util.spec_from_file_location("hms_kernel", ROOT / "kaggle" / "kernel.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

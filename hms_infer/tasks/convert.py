@@ -1,19 +1,22 @@
-"""`python -m hms_infer convert`: checkpoints to `.safetensors`, so that a Kaggle dataset holds no pickle.
+"""`convert`: checkpoints to `.safetensors`, so that a Kaggle dataset holds no pickle.
 
 With `half=True` floating tensors are stored as fp16 (half the size); `checkpoint.load_weights` casts them back
 to fp32 when a model loads them.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from safetensors.torch import save_file
 
-from .checkpoint import read_state_dict
-from .errors import HMSInputError
-from .files import atomic_path
+from ..checkpoint import read_state_dict
+from ..errors import HMSInputError
+from ..files import atomic_path
+
+log = logging.getLogger(__name__)
 
 
 def safetensors_path(path: str | Path, out_dir: str | Path | None = None) -> Path:
@@ -35,6 +38,8 @@ def convert_checkpoint(path: str | Path, out_dir: str | Path | None = None, half
     out = safetensors_path(path, out_dir)
     with atomic_path(out) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt", "source": path.name})
+    log.info(f"hms_infer convert: {path} ({path.stat().st_size / 2**20:.1f} MiB) -> {out} "
+             f"({out.stat().st_size / 2**20:.1f} MiB, {'fp16' if half else 'dtypes kept'})")
     return out
 
 

@@ -204,7 +204,9 @@ def main() -> int:
     import timm
 
     import hms_infer
+    from hms_infer.cli import configure_logging
 
+    configure_logging()  # the run's progress and summary lines in the notebook's log
     gpus = [f"{torch.cuda.get_device_name(i)} (sm_{''.join(map(str, torch.cuda.get_device_capability(i)))})"
             for i in range(torch.cuda.device_count())]
     print(f"kernel: python {sys.version.split()[0]}, torch {torch.__version__}, CUDA {torch.version.cuda}, "

@@ -1,4 +1,4 @@
-"""`fit-weights`: blend weights (and temperatures) of member groups fitted on saved out-of-fold logits, honestly.
+"""`fit_weights`: blend weights (and temperatures) of member groups fitted on saved out-of-fold logits, honestly.
 
 A group is the manifest members named `NAME` or `NAME/*`; its OOF logits (one per validation row, in either layout
 `parity` reads) stand for all of them. The fit uses the rows every group predicted, the votes of those rows in the
@@ -11,6 +11,7 @@ temperature); every other field stays as it was.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Mapping
@@ -21,64 +22,21 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from .blendfit import Fit, cross_validate, fit, score
-from .constants import VOTE_COLUMNS
-from .data import read_table
-from .errors import HMSInputError
-from .files import check_writable, write_text_atomic
-from .manifest import BLENDS, Manifest, manifest_from_dict, read_manifest_yaml
-from .metric import solution_probabilities
-from .parity import integer_column, read_oof, read_preds_dir
+from ..blendfit import Fit, cross_validate, fit, score
+from ..constants import BLENDS
+from ..errors import HMSInputError
+from ..files import check_writable, write_text_atomic
+from ..manifest import Manifest, manifest_from_dict, read_manifest_yaml
+from ..metric import solution_probabilities
+from ..training import read_fold_table
+
+log = logging.getLogger(__name__)
 
 FITTED_HEADER = """\
 # hms_infer weights manifest: weights{temps} fitted by `python -m hms_infer fit-weights` on {rows} OOF rows.
 # {blend} blend; KL equal weights {score_equal:.6f}, fitted {score_fitted:.6f}, cross-validated {score_cv:.6f}.
 # Everything else is as in {source} (without its comments).
 """
-
-
-def parse_group(spec: str, option: str) -> tuple[str, str]:
-    """`NAME=PATH` -> (NAME, PATH)."""
-    name, sep, path = spec.partition("=")
-    if not sep or not name.strip() or not path.strip():
-        raise HMSInputError(f"{option} {spec!r}: expected NAME=PATH (NAME: a member group of the manifest)")
-    return name.strip(), path.strip()
-
-
-def read_groups(specs: list[tuple[str, str, str]], seed: int | None) -> dict[str, dict[int, np.ndarray]]:
-    """(layout `preds` or `oof`, NAME, PATH) in command-line order -> {NAME: {label_id: (6,) logits}}."""
-    groups: dict[str, dict[int, np.ndarray]] = {}
-    for layout, name, path in specs:
-        if name in groups:
-            raise HMSInputError(f"group {name!r} is given twice")
-        if layout == "preds" and seed is None:
-            raise HMSInputError(f"--preds {name}={path} needs --seed (the files are DIR/<label_id>/pred_<seed>.npy)")
-        saved = read_preds_dir(path, seed) if layout == "preds" else read_oof(path)
-        if not saved:
-            what = f"no <label_id>/pred_{seed}.npy file (check the folder and --seed)" if layout == "preds" else \
-                "no rows"
-            raise HMSInputError(f"{path}: {what}; group {name} has no OOF logits")
-        groups[name] = saved
-    if not groups:
-        raise HMSInputError("no group: give each group's OOF logits with --preds NAME=DIR or --oof NAME=CSV")
-    return groups
-
-
-def read_fold_table(path: str | Path) -> pd.DataFrame:
-    """The training table: ids validated (`data.read_table`), unique `label_id`, integer `fold`, the vote columns."""
-    df = read_table(Path(path), "train")
-    if "fold" not in df.columns:
-        raise HMSInputError(f"{path}: no 'fold' column: fit-weights cross-validates by the folds the OOF logits "
-                            f"were predicted in; add each row's validation fold (as for parity)")
-    missing = [c for c in VOTE_COLUMNS if c not in df.columns]
-    if missing:
-        raise HMSInputError(f"{path}: missing vote column(s) {missing}")
-    df["fold"] = integer_column(df, "fold", path)
-    dup = df["label_id"].duplicated().to_numpy()
-    if dup.any():
-        i = int(np.flatnonzero(dup)[0])
-        raise HMSInputError(f"{path} row {i}: label_id {df['label_id'].iloc[i]} appears twice")
-    return df
 
 
 def common_rows(table: pd.DataFrame, groups: Mapping[str, Mapping[int, np.ndarray]], table_name: str
@@ -156,7 +114,7 @@ def _fit_dict(names: list[str], f: Fit) -> dict:
             "score": f.score}
 
 
-def fit_weights(table: str | Path, groups: Mapping[str, Mapping[int, np.ndarray]], manifest: str | Path,
+def fit_weights(*, table: str | Path, groups: Mapping[str, Mapping[int, np.ndarray]], manifest: str | Path,
                 out: str | Path, blend: str | None = None, temperature: bool = False,
                 report_path: str | Path | None = None, progress: bool = True) -> dict:
     """Fit the group weights (and temperatures) on the OOF logits `groups` ({group: {label_id: (6,) logits}}),
@@ -220,8 +178,8 @@ def fit_weights(table: str | Path, groups: Mapping[str, Mapping[int, np.ndarray]
     report["seconds"] = round(dt, 3)
     if report_path is not None:
         write_text_atomic(report_path, json.dumps(report, indent=2) + "\n")
-    print(format_report(report))
-    print(f"hms_infer fit-weights: {len(rows)} rows, {len(names)} groups, {1 + len(fold_ids)} fits in {dt:.1f} s "
+    log.info(format_report(report))
+    log.info(f"hms_infer fit-weights: {len(rows)} rows, {len(names)} groups, {1 + len(fold_ids)} fits in {dt:.1f} s "
           f"({len(rows) * (1 + len(fold_ids)) / dt:.0f} rows/s fitted) -> {out}")
     return report
 

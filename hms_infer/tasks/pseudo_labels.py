@@ -8,41 +8,43 @@ blended as the manifest says (`--any-fold`: all members predict the rows of a fo
 
 At scale: label rows that share a window (eeg_id, spectrogram_id and both offsets) and a fold are read and
 predicted once. The windows are cut into chunks of whole batches (`chunk_rows`); chunk k is computed by shard
-k mod n (`--shard`, torchrun) and written atomically as `<out>.parts/chunk-<k>.npz`, tagged with a fingerprint of
-the run. A run that starts again skips the chunks already on disk, so a stopped job loses at most one chunk per
+k mod n (`--shard`, torchrun) and written atomically as `<out>.parts/chunk-<k>.npz` (`sharding.Parts`), tagged
+with a fingerprint of the run. One DataLoader reads a shard's chunks, its batches never spanning two. A run that
+starts again skips the chunks already on disk (each read once), so a stopped job loses at most one chunk per
 process; the layout of the batches does not depend on the shards, so the files are the same bytes whether a run
-was one process, torchrun, or stopped and resumed. The process that finds every chunk on disk (rank 0 under
-torchrun) writes the pickle, its Parquet twin and the report of degraded / fallback rows (`fallback` policy).
+was one process, torchrun, or stopped and resumed. The process that finds every chunk (rank 0 under torchrun)
+writes the pickle, its Parquet twin and the report of degraded / fallback rows (`fallback` policy).
 """
 from __future__ import annotations
 
-import json
+import logging
 import pickle
-import shutil
 import time
-import zipfile
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .constants import CLASSES, SUBMISSION_ORDER, VOTE_COLUMNS
-from .data import Competition
-from .ensemble import Ensemble
-from .errors import HMSInputError
-from .fallback import Problem, announce, finish_run, status_counts, write_report
-from .files import atomic_path, check_writable
-from .loader import resolve_workers
-from .manifest import Manifest, Member, load_manifest
-from .metric import kl_divergence, solution_probabilities
-from .parity import read_train_table
-from .sharding import Shard, fingerprint
-from .submission import validate_probabilities
+from ..constants import CLASSES, SUBMISSION_ORDER, VOTE_COLUMNS
+from ..data import Competition
+from ..ensemble import Ensemble
+from ..errors import HMSInputError
+from ..fallback import Problem, announce, finish_run, status_counts, write_report
+from ..files import atomic_path, check_writable
+from ..loader import resolve_workers
+from ..manifest import Manifest, Member, resolve_manifest
+from ..metric import kl_divergence, solution_probabilities
+from ..options import RunOptions
+from ..sharding import Parts, Shard, fingerprint
+from ..submission import validate_probabilities
+from ..training import read_label_table
+
+log = logging.getLogger(__name__)
 
 WINDOW_COLUMNS = ("eeg_id", "eeg_label_offset_seconds", "spectrogram_id", "spectrogram_label_offset_seconds")
 ALL_MEMBERS = "all members"  # the group of `--any-fold` rows
@@ -59,17 +61,6 @@ class Chunk:
     group: str
     start: int
     stop: int
-
-
-def read_label_table(path: str | Path) -> pd.DataFrame:
-    """The training table with `fold` and votes (`parity.read_train_table`); `label_id` must be unique."""
-    table = read_train_table(path)
-    twice = table["label_id"].duplicated().to_numpy()
-    if twice.any():
-        i = int(np.flatnonzero(twice)[0])
-        raise HMSInputError(f"{path} row {i}: label_id {table['label_id'].iloc[i]} appears more than once "
-                            f"(the pseudo labels are keyed by label_id)")
-    return table
 
 
 def fold_groups(table: pd.DataFrame, members: Sequence[Member], any_fold: bool, source: str
@@ -123,30 +114,16 @@ def plan_chunks(window_group: Sequence[str], batch_size: int, chunk_rows: int) -
     return chunks
 
 
-def _part(parts: Path, chunk: Chunk) -> Path:
-    return parts / f"chunk-{chunk.index:06d}.npz"
+def _name(chunk: Chunk) -> str:
+    return f"chunk-{chunk.index:06d}"
 
 
-def write_part(parts: Path, chunk: Chunk, key: str, probs: np.ndarray, problems: Mapping[int, Sequence[Problem]]
-               ) -> None:
-    """One chunk's (n, 6) probabilities and its windows' problems ({window: problems}), atomically."""
-    with atomic_path(_part(parts, chunk)) as tmp, open(tmp, "wb") as f:
-        np.savez(f, key=np.array(key), probs=probs, notes=np.array(json.dumps(sorted(problems.items()))))
-
-
-def read_part(parts: Path, chunk: Chunk, key: str) -> tuple[np.ndarray, dict[int, list[Problem]]] | None:
-    """A chunk's probabilities and problems if its part is on disk and of this run, else None."""
-    path = _part(parts, chunk)
-    if not path.is_file():
+def read_chunk(parts: Parts, chunk: Chunk) -> tuple[np.ndarray, dict[int, list[Problem]]] | None:
+    """A chunk's (n, 6) probabilities and its windows' problems if its part is on disk, of this run and whole."""
+    found = parts.read(_name(chunk))
+    if found is None or found[0].get("probs", np.empty(0)).shape != (chunk.stop - chunk.start, len(CLASSES)):
         return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if str(z["key"]) != key or z["probs"].shape != (chunk.stop - chunk.start, len(CLASSES)):
-                return None
-            notes = {int(w): [tuple(p) for p in problems] for w, problems in json.loads(str(z["notes"]))}
-            return z["probs"], notes
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # a damaged part is computed again
-        return None
+    return found[0]["probs"], found[1]
 
 
 def _member_key(m: Member, weights_dir: Path) -> list:
@@ -191,32 +168,28 @@ def outputs(out: str | Path) -> tuple[Path, Path, Path]:
     return out, out.with_suffix(".parquet"), out.with_suffix(".issues.json")
 
 
-def pseudo_labels(data_dir: str | Path, table: str | Path, manifest: str | Path | Manifest, out: str | Path,
-                  weights_dir: str | Path | None = None, members: str = "*", tta: Sequence[str] | str | None = None,
-                  device: str = "auto", precision: str = "auto", batch_size: int | str = "auto",
-                  num_workers: int | str = "auto", shard: str | None = None, any_fold: bool = False,
-                  strict: bool = False, chunk_rows: int = CHUNK_ROWS, time_limit: float | None = None,
-                  progress: bool = True) -> dict:
+def pseudo_labels(*, data_dir: str | Path, table: str | Path, manifest: str | Path | Manifest, out: str | Path,
+                  weights_dir: str | Path | None = None, members: str = "*", options: RunOptions | None = None,
+                  any_fold: bool = False, strict: bool = False, chunk_rows: int = CHUNK_ROWS,
+                  time_limit: float | None = None, **run: Any) -> dict:
     """Predict every label row of `table` out of fold and write `out` (pickle), its `.parquet` twin and
     `.issues.json`; return a summary (`rows`, `windows`, `score`, `degraded`, `fallback`, `any_fold_rows`,
     `chunks`, `chunks_on_disk`, `written`, `stopped`, `seconds`).
 
     `data_dir` holds `train_eegs/` and `train_spectrograms/`; `table` the training table (`eeg_id`, `eeg_sub_id`,
-    both offsets, `spectrogram_id`, `label_id`, `fold`, votes). `members` is a glob on member names; `tta`
-    overrides the manifest's views. Chunks of about `chunk_rows` windows are written to `<out>.parts/`;
-    `time_limit` (seconds) stops after the chunk that passes it (`stopped`; run again to resume).
+    both offsets, `spectrogram_id`, `label_id`, `fold`, votes). `members` is a glob on member names; `options` (or
+    its fields by keyword) how the models run, its `views` overriding the manifest's. Chunks of about `chunk_rows`
+    windows are written to `<out>.parts/`; `time_limit` (seconds) stops after the chunk that passes it (`stopped`;
+    run again to resume).
     """
+    options = RunOptions.of(options, **run)
     t0 = time.perf_counter()
     pkl, parquet, issues_path = outputs(out)
     for path in (pkl, parquet, issues_path):
         check_writable(path)
     if chunk_rows < 1:
         raise HMSInputError(f"--chunk-rows must be a positive integer, got {chunk_rows!r}")
-    source = "the manifest"
-    if not isinstance(manifest, Manifest):
-        source, weights_dir = str(manifest), weights_dir or Path(manifest).parent
-        manifest = load_manifest(manifest)
-    weights_dir = Path(weights_dir or ".")
+    manifest, weights_dir, source = resolve_manifest(manifest, weights_dir)
     for folder in ("train_eegs", "train_spectrograms"):
         if not (Path(data_dir) / folder).is_dir():
             raise HMSInputError(f"{data_dir}: no {folder}/ folder (--data-dir is the competition folder)")
@@ -227,56 +200,41 @@ def pseudo_labels(data_dir: str | Path, table: str | Path, manifest: str | Path 
         raise HMSInputError(f"--members {members!r} matches none of the members of {source}: "
                             f"{[m.name for m in manifest.members]}")
     row_group, groups = fold_groups(labels, chosen, any_fold, source)
-    part = Shard.resolve(shard)
-    workers = resolve_workers(num_workers)
+    part = Shard.resolve(options.shard)
+    workers = resolve_workers(options.num_workers)
 
     needed = sorted({i for idx in groups.values() for i in idx})
-    ens = Ensemble.from_manifest(Manifest([chosen[i] for i in needed], manifest.tta, manifest.blend,
-                                          fallback=manifest.fallback), weights_dir, device, precision, tta)
-    sub = {g: ens.subset(ens.tta, [needed.index(i) for i in idx]) for g, idx in groups.items()}  # models shared
-    size = ens.batch_size(batch_size)
+    ens = Ensemble.from_manifest(Manifest([chosen[i] for i in needed], manifest.views, manifest.blend,
+                                          fallback=manifest.fallback), weights_dir, options=options)
+    sub = {g: ens.subset(ens.views, [needed.index(i) for i in idx]) for g, idx in groups.items()}  # models shared
+    size = ens.batch_size(options.batch_size)
     t1 = time.perf_counter()
 
     windows, window_of, window_group = plan_windows(labels, row_group, list(groups))
     comp = Competition(data_dir, "train", table=windows, table_name=Path(table).name)
     chunks = plan_chunks(window_group, size, chunk_rows)
-    key = fingerprint(windows[list(WINDOW_COLUMNS)], window_group,
-                      {g: [_member_key(chosen[i], weights_dir) for i in idx] for g, idx in groups.items()},
-                      ens.tta, ens.blend_mode, ens.precision, size, chunk_rows)
-    parts = Path(f"{pkl}.parts")
-    on_disk = {c.index for c in chunks if read_part(parts, c, key) is not None}
-    todo = [c for c in chunks if c.index % part.count == part.index and c.index not in on_disk]
-    computed, stopped = 0, False
-    bar = tqdm(total=sum(c.stop - c.start for c in todo), desc="hms_infer pseudo-labels", unit="window",
-               disable=not progress)
-    try:
-        for k, c in enumerate(todo):
-            rows = list(range(c.start, c.stop))
-            probs, problems = sub[c.group].predict_rows(comp, rows, size, workers, progress=False, strict=strict)
-            write_part(parts, c, key, probs, problems)
-            computed += len(rows)
-            bar.update(len(rows))
-            if time_limit is not None and time.perf_counter() - t0 >= time_limit and k + 1 < len(todo):
-                stopped = True
-                break
-    finally:
-        bar.close()
+    parts = Parts(f"{pkl}.parts", fingerprint(
+        windows[list(WINDOW_COLUMNS)], window_group,
+        {g: [_member_key(chosen[i], weights_dir) for i in idx] for g, idx in groups.items()},
+        ens.views, ens.blend_mode, ens.precision, size, chunk_rows))
+    done = {c.index: found for c in chunks if (found := read_chunk(parts, c)) is not None}  # each part read once
+    on_disk = len(done)
+    todo = [c for c in chunks if c.index % part.count == part.index and c.index not in done]
+    computed, stopped = _compute(sub, comp, todo, parts, done, size, workers, strict, options.progress,
+                                 None if time_limit is None else t0 + time_limit)
     dt = time.perf_counter() - t1
-    if part.distributed:
-        import torch.distributed as dist
-        dist.barrier()
-        dist.destroy_process_group()
-    how = (f"{len(ens.members)} members in {len(groups)} group(s) x {len(ens.tta)} views on "
+    part.barrier()
+    how = (f"{len(ens.members)} members in {len(groups)} group(s) x {len(ens.views)} views on "
            f"{','.join(str(d) for d in ens.devices)} {ens.precision}, batch {size}")
     pace = f"{1000 * dt / computed:.1f} s per 1,000 windows; " if computed else ""
-    summary = {"rows": len(labels), "windows": len(windows), "chunks": len(chunks), "chunks_on_disk": len(on_disk),
+    summary = {"rows": len(labels), "windows": len(windows), "chunks": len(chunks), "chunks_on_disk": on_disk,
                "computed": computed, "stopped": stopped, "written": False, "seconds": round(dt, 3)}
-    merged = None if part.distributed and part.index != 0 else _merge(parts, chunks, key, len(windows))
+    merged = _merge(parts, chunks, done, len(windows)) if part.merges else None
     if merged is None:
         state = "stopped by --time-limit" if stopped else f"shard {part}" if part.count > 1 else "incomplete"
-        print(f"hms_infer pseudo-labels: {state}: {computed} windows computed in {dt:.1f} s ({pace}{how}); "
-              f"{len(on_disk)} of {len(chunks)} chunks were on disk before; parts in {parts}"
-              + ("; run the same command again to resume" if stopped else ""))
+        log.info(f"hms_infer pseudo-labels: {state}: {computed} windows computed in {dt:.1f} s ({pace}{how}); "
+                 f"{on_disk} of {len(chunks)} chunks were on disk before; parts in {parts.folder}"
+                 + ("; run the same command again to resume" if stopped else ""))
         return summary
 
     window_probs, window_problems = merged
@@ -287,31 +245,68 @@ def pseudo_labels(data_dir: str | Path, table: str | Path, manifest: str | Path 
     validate_probabilities(probs)
     score = kl_divergence(targets, probs[:, list(SUBMISSION_ORDER)])
     if issues:
-        print(announce(issues, len(labels), ens.fallback))
+        log.info(announce(issues, len(labels), ens.fallback))
     write_pickle(pkl, {int(i): torch.from_numpy(p) for i, p in zip(labels["label_id"].tolist(), probs)})
     with atomic_path(parquet) as tmp:
         label_frame(labels, probs).to_parquet(tmp, index=False)
     write_report(issues_path, issues, len(labels))
-    shutil.rmtree(parts, ignore_errors=True)
+    parts.remove()
     n = status_counts(issues)
     any_rows = sum(g == ALL_MEMBERS for g in row_group)
     summary.update(written=True, score=score, any_fold_rows=any_rows, **n)
-    print(f"hms_infer pseudo-labels: {len(labels)} label rows ({len(windows)} distinct windows read and predicted; "
-          f"{n['degraded']} degraded, {n['fallback']} fallback"
-          + (f"; {any_rows} rows of folds without members predicted by all members (--any-fold)" if any_rows else "")
-          + f") in {dt:.1f} s ({pace}models loaded in {t1 - t0:.1f} s; {len(on_disk)} of {len(chunks)} chunks "
-          f"were on disk), {how} -> {pkl}, {parquet} (problem rows: {issues_path})")
-    print(f"score {score:.6f} (the pseudo labels against the table's votes, Kaggle's KL divergence)")
+    log.info(f"hms_infer pseudo-labels: {len(labels)} label rows ({len(windows)} distinct windows read and "
+             f"predicted; {n['degraded']} degraded, {n['fallback']} fallback"
+             + (f"; {any_rows} rows of folds without members predicted by all members (--any-fold)" if any_rows
+                else "")
+             + f") in {dt:.1f} s ({pace}models loaded in {t1 - t0:.1f} s; {on_disk} of {len(chunks)} chunks "
+             f"were on disk), {how} -> {pkl}, {parquet} (problem rows: {issues_path})")
+    log.info(f"score {score:.6f} (the pseudo labels against the table's votes, Kaggle's KL divergence)")
     return summary
 
 
-def _merge(parts: Path, chunks: Sequence[Chunk], key: str, n_windows: int
-           ) -> tuple[np.ndarray, dict[int, list[Problem]]] | None:
-    """Every chunk's part -> (U, 6) probabilities and {window: problems}; None while a chunk is missing."""
+def _compute(sub: Mapping[str, Ensemble], comp: Competition, todo: Sequence[Chunk], parts: Parts,
+             done: dict[int, tuple[np.ndarray, dict[int, list[Problem]]]], size: int, workers: int, strict: bool,
+             progress: bool, deadline: float | None) -> tuple[int, bool]:
+    """Predict the `todo` chunks with one DataLoader (batches cut at chunk starts, each batch predicted by its
+    group's ensemble), writing each chunk's part as it completes and adding it to `done`; stop after the chunk
+    that ends past `deadline`. Returns (windows computed, stopped early)."""
+    rows = [w for c in todo for w in range(c.start, c.stop)]
+    chunk_of = {w: c for c in todo for w in range(c.start, c.stop)}
+    cuts = np.cumsum([0] + [c.stop - c.start for c in todo])[:-1].tolist()
+    filling: dict[int, tuple[np.ndarray, dict[int, list[Problem]], list[int]]] = {}
+    computed, left = 0, len(todo)
+    bar = tqdm(total=len(rows), desc="hms_infer pseudo-labels", unit="window", disable=not progress)
+    batches = sub[todo[0].group].batch_probs(comp, rows, size, workers, progress=False, strict=strict,
+                                            route=lambda first: sub[chunk_of[first].group], cuts=cuts) if todo else []
+    try:
+        for index, probs, problems in batches:
+            c = chunk_of[index[0]]
+            values, notes, filled = filling.setdefault(c.index, (np.zeros((c.stop - c.start, len(CLASSES))), {}, [0]))
+            values[[w - c.start for w in index]] = probs
+            notes.update(problems)
+            filled[0] += len(index)
+            bar.update(len(index))
+            if filled[0] < c.stop - c.start:
+                continue
+            parts.write(_name(c), notes, probs=values)
+            done[c.index] = filling.pop(c.index)[:2]
+            computed += c.stop - c.start
+            left -= 1
+            if deadline is not None and time.perf_counter() >= deadline and left:
+                return computed, True
+    finally:
+        bar.close()
+    return computed, False
+
+
+def _merge(parts: Parts, chunks: Sequence[Chunk], done: Mapping[int, tuple[np.ndarray, dict[int, list[Problem]]]],
+           n_windows: int) -> tuple[np.ndarray, dict[int, list[Problem]]] | None:
+    """Every chunk (from `done`, else its part: another shard's) -> (U, 6) probabilities and {window: problems};
+    None while a chunk is missing."""
     probs = np.zeros((n_windows, len(CLASSES)))
     problems: dict[int, list[Problem]] = {}
     for c in chunks:
-        found = read_part(parts, c, key)
+        found = done.get(c.index) or read_chunk(parts, c)
         if found is None:
             return None
         probs[c.start:c.stop] = found[0]

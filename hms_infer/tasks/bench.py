@@ -9,45 +9,37 @@ preprocess (one worker's time per row), host -> device, each branch of each memb
 the fraction of the wall time they sat idle. `--reference` runs the same rows through the plain path (eager,
 unmerged convs, each view its own forward with its own spectrogram branch) and compares.
 
-Random weights give logits near 0; `head_all` is scaled so that they spread like a trained model's, which makes
-the fast/reference probability difference meaningful.
+Random weights give logits near 0; `head_all` is scaled so that they spread like a trained model's
+(`members.spread_logits`), which makes the fast/reference probability difference meaningful.
 """
 from __future__ import annotations
 
 import json
+import logging
 import resource
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from .data import Competition
-from .ensemble import Ensemble, LoadedMember
-from .errors import HMSInputError
-from .files import write_text_atomic
-from .loader import ModelInputs, _collate
-from .manifest import Manifest, Member, load_manifest, parse_tta
-from .models import HMSModel, create_model, resolve_arch
-from .runtime import (
-    DeviceTimer, RunStats, device_name, place_members, resolve_devices, resolve_precision,
-)
-from .submission import to_submission, write_submission
-from .synthetic import write_competition
+from ..data import Competition
+from ..ensemble import Ensemble
+from ..errors import HMSInputError
+from ..files import write_text_atomic
+from ..loader import ModelInputs, _collate
+from ..manifest import Manifest, Member, load_manifest
+from ..members import copy_members, load_members
+from ..models import HMSModel, resolve_arch
+from ..options import RunOptions
+from ..runtime import DeviceTimer, RunStats, device_name, resolve_devices, resolve_precision
+from ..submission import to_submission, write_submission
+from ..synthetic import write_competition
 
-HEAD_SCALE = 20.0  # random head_all logits ~0.1 -> ~2, like a trained model's
-
-
-def _random_model(arch: str | dict, seed: int) -> HMSModel:
-    torch.manual_seed(seed)
-    model = create_model(arch)
-    with torch.no_grad():
-        model.head_all.weight.mul_(HEAD_SCALE)
-        model.head_all.bias.mul_(HEAD_SCALE)
-    return model
+log = logging.getLogger(__name__)
 
 
 def bench_manifest(presets: Sequence[str] = ("cfg_1", "cfg_5"), manifest: str | Path | None = None) -> Manifest:
@@ -57,29 +49,6 @@ def bench_manifest(presets: Sequence[str] = ("cfg_1", "cfg_5"), manifest: str | 
     if not presets:
         raise HMSInputError("bench: name at least one preset (--presets cfg_1,cfg_5) or a --manifest")
     return Manifest([Member(name=p, checkpoint="", arch=p) for p in presets])
-
-
-def build(manifest: Manifest, weights_dir: Path | None, devices: list[torch.device], precision: str,
-          views: list[str], fast: bool, compile: bool = False, like: Ensemble | None = None) -> tuple[Ensemble, float]:
-    """The ensemble and its load time: checkpoints where the manifest's exist, else random weights; with `like`,
-    the same weights as its members (state dicts: the fast path keeps every key)."""
-    from .checkpoint import load_weights, read_state_dict
-    t = time.perf_counter()
-    archs = [resolve_arch(m.arch) for m in manifest.members]
-    placed = place_members(archs, devices)
-    members = []
-    for i, (m, dev) in enumerate(zip(manifest.members, placed)):
-        if like is not None:
-            model = create_model(m.arch)
-            model.load_state_dict(like.members[i].model.state_dict(), strict=True)
-        elif m.checkpoint and weights_dir is not None and m.checkpoint_path(weights_dir).is_file():
-            path = m.checkpoint_path(weights_dir)
-            model = load_weights(create_model(m.arch), read_state_dict(path), str(path), m.name)
-        else:
-            model = _random_model(m.arch, seed=i)
-        members.append(LoadedMember(m.name, model.to(dev).eval(), m.weight, dev))
-    ens = Ensemble(members, views, manifest.blend, precision, fast=fast, compile=compile)
-    return ens, time.perf_counter() - t
 
 
 def _peak_mb(devices: list[torch.device]) -> float:
@@ -108,16 +77,7 @@ def run_end_to_end(ens: Ensemble, data: Path, out: Path, batch_size: int, num_wo
             "gpu_idle_fraction": stats.device_idle_fraction(), "peak_memory_mb": _peak_mb(ens.devices)}
 
 
-BRANCHES = ("spectrogram", "stft", "wavenet_1d", "wavenet_2d")
-
-
-def _branch_modules(model: HMSModel) -> dict[str, list[torch.nn.Module]]:
-    return {
-        "spectrogram": [model.spect_backbone],
-        "stft": [model.eeg_backbone.stft_layer, model.eeg_backbone.backbone],
-        "wavenet_1d": list(model.eeg_backbone_1d.backbone_1ds),
-        "wavenet_2d": [model.eeg_backbone_1d.backbone_2d],
-    }
+BRANCHES = ("spectrogram", "stft", "wavenet_1d", "wavenet_2d")  # `HMSModel.branches`
 
 
 class BranchTimer:
@@ -126,7 +86,7 @@ class BranchTimer:
     def __init__(self, model: HMSModel, device: torch.device):
         self.pending: dict[str, list] = defaultdict(list)
         self.handles = []
-        for stage, modules in _branch_modules(model).items():
+        for stage, modules in model.branches().items():
             for module in modules:
                 stack: list[DeviceTimer] = []
 
@@ -166,7 +126,7 @@ def profile_stages(ens: Ensemble, comp: Competition, batch_size: int) -> dict[st
     cuda = [d for d in ens.devices if d.type == "cuda"]
     if cuda:
         electrodes, spect = electrodes.pin_memory(), spect.pin_memory()
-    eager = Ensemble(ens.members, ens.tta, ens.blend_mode, ens.precision, fast=ens.fast)  # hooks need eager
+    eager = Ensemble(ens.members, ens.views, ens.blend_mode, ens.precision, fast=ens.fast)  # hooks need eager
     if cuda:
         eager.member_logits(electrodes, spect)  # warm-up: cuDNN benchmark, autotune
     _sync(ens.devices)
@@ -189,49 +149,52 @@ def profile_stages(ens: Ensemble, comp: Competition, batch_size: int) -> dict[st
     return {k: 1e3 * v / n for k, v in stages.items()}
 
 
-def bench(presets: Sequence[str] = ("cfg_1", "cfg_5"), manifest: str | Path | None = None,
-          weights_dir: str | Path | None = None, rows: int | None = None, batch_size: int | str = "auto",
-          device: str = "auto", precision: str = "auto", tta: str | Sequence[str] | None = None,
-          compile: bool = False, reference: bool = False, num_workers: int | str = "auto",
-          json_path: str | Path | None = None) -> dict:
-    """Run the benchmark; print a table and return (and optionally write as JSON) the results."""
+def bench(*, presets: Sequence[str] = ("cfg_1", "cfg_5"), manifest: str | Path | None = None,
+          weights_dir: str | Path | None = None, rows: int | None = None, options: RunOptions | None = None,
+          reference: bool = False, json_path: str | Path | None = None, **run: Any) -> dict:
+    """Run the benchmark (`options`, or its fields by keyword, say how); log a table and return (and optionally
+    write as JSON) the results."""
+    options = RunOptions.of(options, **run)
     spec = bench_manifest(presets, manifest)
     for m in spec.members:
         try:
             resolve_arch(m.arch)
         except ValueError as e:
             raise HMSInputError(f"bench: {e}") from None
-    if weights_dir is None and manifest is not None:
-        weights_dir = Path(manifest).parent
-    devices = resolve_devices(device)
-    precision = resolve_precision(precision, devices)
-    views = spec.tta if tta is None else parse_tta(tta, "--tta")
-    fast, load_s = build(spec, Path(weights_dir) if weights_dir else None, devices, precision, views, True, compile)
-    size = fast.batch_size(batch_size)
+    weights_dir = Path(weights_dir or (Path(manifest).parent if manifest is not None else "."))
+    devices = resolve_devices(options.device)
+    precision = resolve_precision(options.precision, devices)
+    views = options.views or spec.views
+    t = time.perf_counter()
+    fast = Ensemble(load_members(spec, weights_dir, devices, random_missing=True), views, spec.blend, precision,
+                    compile=options.compile)
+    load_s = time.perf_counter() - t
+    size = fast.batch_size(options.batch_size)
     cuda = any(d.type == "cuda" for d in devices)
     n_rows = rows if rows is not None else (4 * size if cuda else 2)
     if n_rows < 1:
         raise HMSInputError(f"--rows must be positive, got {n_rows}")
     with tempfile.TemporaryDirectory(prefix="hms_bench_") as tmp:
         data = write_competition(Path(tmp) / "data", n_test=n_rows, n_train_eegs=0, seed=0)
-        res = run_end_to_end(fast, data, Path(tmp) / "submission.csv", size, num_workers)
+        res = run_end_to_end(fast, data, Path(tmp) / "submission.csv", size, options.num_workers)
         stages = profile_stages(fast, Competition(data, "test"), size)
         result = {
             "device": device_name(devices[0]), "devices": [device_name(d) for d in devices],
-            "torch": torch.__version__, "members": [m.name for m in fast.members], "views": list(fast.tta),
-            "precision": precision, "batch_size": size, "wave_backend": fast.wave_backend, "compile": compile,
-            "load_s": load_s, **{k: v for k, v in res.items() if k != "probs"}, "stages": stages,
+            "torch": torch.__version__, "members": [m.name for m in fast.members], "views": list(fast.views),
+            "precision": precision, "batch_size": size, "wave_backend": fast.wave_backend,
+            "compile": options.compile, "load_s": load_s, **{k: v for k, v in res.items() if k != "probs"},
+            "stages": stages,
         }
         if reference:
-            ref, _ = build(spec, None, devices, precision, views, False, like=fast)
-            rres = run_end_to_end(ref, data, Path(tmp) / "reference.csv", size, num_workers)
+            ref = Ensemble(copy_members(fast.members), views, spec.blend, precision, fast=False)
+            rres = run_end_to_end(ref, data, Path(tmp) / "reference.csv", size, options.num_workers)
             result.update({"reference_ms_per_eeg": rres["ms_per_eeg"],
                            "reference_steady_ms_per_eeg": rres["steady_ms_per_eeg"],
                            "reference_peak_memory_mb": rres["peak_memory_mb"],
                            "speedup": rres["ms_per_eeg"] / res["ms_per_eeg"],
                            "steady_speedup": rres["steady_ms_per_eeg"] / res["steady_ms_per_eeg"],
                            "max_abs_prob_diff": float(np.abs(rres["probs"] - res["probs"]).max())})
-    print(format_result(result))
+    log.info(format_result(result))
     if json_path is not None:
         write_text_atomic(json_path, json.dumps(result, indent=2) + "\n")
     return result

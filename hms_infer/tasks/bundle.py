@@ -1,4 +1,4 @@
-"""The Kaggle offline bundle (the folder uploaded as one Kaggle Dataset); `build_wheels.sh` drives it.
+"""`bundle`: the Kaggle offline bundle (the folder uploaded as one Kaggle Dataset); `build_wheels.sh` drives it.
 
     wheels/                 hms_infer + the pure-python wheels pinned in kaggle/bundle-requirements.txt
     kernel.py               the notebook script: installs the wheels offline, writes submission.csv
@@ -15,7 +15,7 @@ and, with --notebook-out, the folder for `kaggle kernels push`:
     hms-infer-submit.ipynb  one code cell (kaggle/notebook_cell.py): finds kernel.py under /kaggle/input in any mount
                             layout, runs it, checks that /kaggle/working/submission.csv exists
 
-    python -m hms_infer.bundle --out DIR --wheels STAGED_WHEELS --requirements REQ --kernel kernel.py \
+    python -m hms_infer bundle --out DIR --wheels STAGED_WHEELS --requirements REQ --kernel kaggle/kernel.py \
         [--weights-dir DIR] [--manifest PATH] [--default-manifest PATH] [--commit SHA] \
         [--notebook-out DIR --notebook-cell kaggle/notebook_cell.py]
 
@@ -24,22 +24,22 @@ only build_info.json's build time changes.
 """
 from __future__ import annotations
 
-import argparse
 import json
+import logging
 import re
 import shutil
-import sys
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
-from .checkpoint import sha256
-from .errors import HMSInputError
-from .files import atomic_path, write_text_atomic
-from .manifest import Manifest, load_manifest, save_manifest
+from ..checkpoint import sha256
+from ..constants import MANIFEST_NAME
+from ..errors import HMSInputError
+from ..files import atomic_path, write_text_atomic
+from ..manifest import Manifest, load_manifest, save_manifest
 
-MANIFEST_NAME = "weights_manifest.yaml"
+log = logging.getLogger(__name__)
 METADATA_NAME = "dataset-metadata.json"
 # The Kaggle image ships these (built for its CUDA and Python); a wheel of them would replace them and break it.
 FORBIDDEN = frozenset({"torch", "torchvision", "torchaudio", "numpy", "scipy", "pandas", "pyarrow"})
@@ -234,46 +234,31 @@ def _size(path: Path) -> str:
     return f"{total / 2**20:.1f} MiB"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hms_infer.bundle", description=__doc__.split("\n")[0])
-    p.add_argument("--out", type=Path, required=True, help="bundle folder to write")
-    p.add_argument("--wheels", type=Path, required=True, help="folder with the staged wheels")
-    p.add_argument("--requirements", type=Path, required=True, help="the name==version pins of those wheels")
-    p.add_argument("--kernel", type=Path, required=True, help="kernel.py to bundle")
-    p.add_argument("--weights-dir", type=Path, default=None, help="folder of the checkpoints to bundle")
-    p.add_argument("--manifest", type=Path, default=None,
-                   help="the manifest (default: WEIGHTS_DIR's if it has one, else --default-manifest)")
-    p.add_argument("--default-manifest", type=Path, default=Path(MANIFEST_NAME), help="the repo's manifest")
-    p.add_argument("--commit", default="unknown", help="the git commit the bundle is built from")
-    p.add_argument("--notebook-out", type=Path, default=None, help="the notebook folder to write")
-    p.add_argument("--notebook-cell", type=Path, default=None, help="the notebook's one cell (a python script)")
-    args = p.parse_args(argv)
-    manifest_path = choose_manifest(args.manifest, args.weights_dir, args.default_manifest)
-    try:
-        manifest = build_bundle(args.out, args.wheels, args.requirements, args.kernel, manifest_path, args.weights_dir,
-                                args.commit)
-        if args.notebook_out is not None:
-            dataset_id = json.loads((args.out / METADATA_NAME).read_text()).get("id", METADATA_TEMPLATE["id"])
-            build_notebook(args.notebook_out, args.notebook_cell, dataset_id)
-    except HMSInputError as e:
-        print(f"build_wheels: error: {e}", file=sys.stderr)
-        return 2
-    for wheel in sorted((args.out / "wheels").iterdir()):
-        print(f"  wheels/{wheel.name} ({_size(wheel)})")
-    print(f"  {MANIFEST_NAME}: {len(manifest.members)} members from {manifest_path}")
-    if args.weights_dir is None:
-        print(f"  no --weights-dir: the bundle holds no checkpoints; the manifest expects them at "
-              f"{', '.join(m.checkpoint for m in manifest.members)}")
+def bundle(*, out: str | Path, wheels: str | Path, requirements: str | Path, kernel: str | Path,
+           weights_dir: str | Path | None = None, manifest: str | Path | None = None,
+           default_manifest: str | Path = MANIFEST_NAME, commit: str = "unknown",
+           notebook_out: str | Path | None = None, notebook_cell: str | Path | None = None) -> Manifest:
+    """The bundle in `out` (`build_bundle`, the manifest chosen by `choose_manifest`) and, with `notebook_out`, the
+    notebook folder; logs what went in; returns the bundled manifest."""
+    out, weights_dir = Path(out), Path(weights_dir) if weights_dir is not None else None
+    manifest_path = choose_manifest(Path(manifest) if manifest else None, weights_dir, Path(default_manifest))
+    bundled = build_bundle(out, Path(wheels), Path(requirements), Path(kernel), manifest_path, weights_dir, commit)
+    if notebook_out is not None:
+        if notebook_cell is None:
+            raise HMSInputError("--notebook-out needs --notebook-cell (the notebook's one cell)")
+        dataset_id = json.loads((out / METADATA_NAME).read_text()).get("id", METADATA_TEMPLATE["id"])
+        build_notebook(Path(notebook_out), Path(notebook_cell), dataset_id)
+    for wheel in sorted((out / "wheels").iterdir()):
+        log.info(f"  wheels/{wheel.name} ({_size(wheel)})")
+    log.info(f"  {MANIFEST_NAME}: {len(bundled.members)} members from {manifest_path}")
+    if weights_dir is None:
+        log.info(f"  no --weights-dir: the bundle holds no checkpoints; the manifest expects them at "
+                 f"{', '.join(m.checkpoint for m in bundled.members)}")
     else:
-        print(f"  weights/: {len({m.checkpoint for m in manifest.members})} checkpoints "
-              f"({_size(args.out / 'weights')})")
-    print(f"  {BUILD_INFO_NAME}: {json.dumps(json.loads((args.out / BUILD_INFO_NAME).read_text()))}")
-    if args.notebook_out is not None:
-        print(f"  notebook: {args.notebook_out} ({NOTEBOOK_NAME}, {KERNEL_METADATA_NAME}; kaggle kernels push -p "
-              f"{args.notebook_out})")
-    print(f"build_wheels: {args.out} ({_size(args.out)})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        log.info(f"  weights/: {len({m.checkpoint for m in bundled.members})} checkpoints ({_size(out / 'weights')})")
+    log.info(f"  {BUILD_INFO_NAME}: {json.dumps(json.loads((out / BUILD_INFO_NAME).read_text()))}")
+    if notebook_out is not None:
+        log.info(f"  notebook: {notebook_out} ({NOTEBOOK_NAME}, {KERNEL_METADATA_NAME}; kaggle kernels push -p "
+                 f"{notebook_out})")
+    log.info(f"build_wheels: {out} ({_size(out)})")
+    return bundled

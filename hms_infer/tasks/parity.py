@@ -1,104 +1,35 @@
-"""Parity against saved out-of-fold logits (SPEC §5): recompute each fold's validation rows and compare.
+"""`parity`: recompute saved out-of-fold logits (SPEC §5) fold by fold and compare.
 
 The training code saved, for its validation fold, `preds/<label_id>/pred_<seed>.npy` = the 6 `head_all` logits
-(`CLASSES` order, fp32) from fp16-mixed inference without TTA. The validation row of an `eeg_id` is its row with
-the smallest `eeg_sub_id` among the rows of its fold. Each fold is recomputed with the manifest member whose
-`fold` is that fold, view `none` only, and compared logit by logit; the KL score (metric.py) of both against the
-expert votes shows what a difference would cost.
+(`CLASSES` order, fp32) from fp16-mixed inference without TTA (`training.read_preds_dir`, `training.read_oof`).
+Each fold is recomputed with the manifest member whose `fold` is that fold, view `none` only, and compared logit by
+logit; the KL score (metric.py) of both against the expert votes shows what a difference would cost.
 """
 from __future__ import annotations
 
 import json
+import logging
 import time
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 from scipy.special import softmax
 
-from .constants import CLASSES, SUBMISSION_ORDER, VOTE_COLUMNS
-from .data import Competition, read_csv, read_table
-from .ensemble import Ensemble
-from .errors import HMSInputError
-from .files import write_text_atomic
-from .manifest import Manifest, Member, load_manifest
-from .metric import kl_divergence, solution_probabilities
-from .sharding import Shard, fingerprint
+from ..constants import CLASSES, SUBMISSION_ORDER
+from ..data import Competition
+from ..ensemble import Ensemble
+from ..errors import HMSInputError
+from ..files import write_text_atomic
+from ..manifest import Manifest, Member, resolve_manifest
+from ..metric import kl_divergence, solution_probabilities
+from ..options import RunOptions
+from ..sharding import Parts, Shard, fingerprint
+from ..training import read_train_table, validation_rows
 
-TABLE_COLUMNS = ("eeg_id", "eeg_sub_id", "eeg_label_offset_seconds", "spectrogram_id",
-                 "spectrogram_label_offset_seconds", "label_id", "fold", *VOTE_COLUMNS)
-LOGIT_COLUMNS = tuple(f"logit_{c}" for c in CLASSES)
-
-
-def read_train_table(path: str | Path) -> pd.DataFrame:
-    """The training table with `fold`: ids and offsets validated, `eeg_sub_id` and `fold` integers."""
-    df = read_table(Path(path), "train")
-    missing = [c for c in TABLE_COLUMNS if c not in df.columns]
-    if missing:
-        raise HMSInputError(f"{path}: missing column(s) {missing} (parity needs {list(TABLE_COLUMNS)})")
-    for col in ("eeg_sub_id", "fold"):
-        df[col] = integer_column(df, col, path)
-    return df
-
-
-def integer_column(df: pd.DataFrame, col: str, path: str | Path) -> pd.Series:
-    """Column `col` as int64; an error naming the first row that is not an integer."""
-    num = pd.to_numeric(df[col], errors="coerce")
-    bad = (num.isna() | (num % 1 != 0)).to_numpy()
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise HMSInputError(f"{path} row {i}: {col} {df[col].iloc[i]!r} is not an integer")
-    return num.astype(np.int64)
-
-
-def validation_rows(table: pd.DataFrame) -> pd.DataFrame:
-    """Per (fold, eeg_id), the row with the smallest `eeg_sub_id`; ordered by fold, then table order."""
-    first = table.sort_values(["fold", "eeg_id", "eeg_sub_id"], kind="stable").drop_duplicates(["fold", "eeg_id"])
-    return first.sort_index().sort_values("fold", kind="stable")
-
-
-def _logits(values: np.ndarray, where: str) -> np.ndarray:
-    """Anything holding 6 finite numbers -> (6,) float64."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size != len(CLASSES) or not np.isfinite(values).all():
-        raise HMSInputError(f"{where}: expected {len(CLASSES)} finite logits, got shape {values.shape}: "
-                            f"{values.ravel()[:8].tolist()}")
-    return values.reshape(len(CLASSES))
-
-
-def read_preds_dir(preds_dir: str | Path, seed: int) -> dict[int, np.ndarray]:
-    """The training layout `DIR/<label_id>/pred_<seed>.npy` -> {label_id: (6,) logits in `CLASSES` order}."""
-    preds_dir = Path(preds_dir)
-    if not preds_dir.is_dir():
-        raise HMSInputError(f"{preds_dir}: preds folder not found")
-    saved = {}
-    for path in sorted(preds_dir.glob(f"*/pred_{seed}.npy")):
-        if not path.parent.name.isdigit():
-            continue
-        try:
-            values = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise HMSInputError(f"{path}: not a readable .npy array ({e})") from None
-        saved[int(path.parent.name)] = _logits(values, str(path))
-    return saved
-
-
-def read_oof(path: str | Path) -> dict[int, np.ndarray]:
-    """An OOF CSV (`label_id` + `logit_<class>` columns) -> {label_id: (6,) logits in `CLASSES` order}."""
-    df = read_csv(path)
-    missing = [c for c in ("label_id", *LOGIT_COLUMNS) if c not in df.columns]
-    if missing:
-        raise HMSInputError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")
-    ids = pd.to_numeric(df["label_id"], errors="coerce")
-    values = df[list(LOGIT_COLUMNS)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    bad = (ids.isna() | (ids % 1 != 0)).to_numpy() | ~np.isfinite(values).all(axis=1) | df["label_id"].duplicated()
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise HMSInputError(f"{path} row {i}: label_id {df['label_id'].iloc[i]!r} is not a unique integer id "
-                            f"with 6 finite logits: {values[i].tolist()}")
-    return dict(zip(ids.astype(np.int64).tolist(), values))
+log = logging.getLogger(__name__)
 
 
 def _fold_member(manifest: Manifest, fold: int, source: str, pattern: str) -> Member:
@@ -112,26 +43,21 @@ def _fold_member(manifest: Manifest, fold: int, source: str, pattern: str) -> Me
     return found[0]
 
 
-def parity(data_dir: str | Path, table: str | Path, manifest: str | Path | Manifest,
-           saved: Mapping[int, np.ndarray], weights_dir: str | Path | None = None, device: str = "auto",
-           precision: str = "auto", tolerance: float = 0.05, batch_size: int | str = "auto",
-           num_workers: int | str = "auto",
-           report_path: str | Path | None = None, progress: bool = True, members: str = "*",
-           shard: str | None = None) -> dict:
+def parity(*, data_dir: str | Path, table: str | Path, manifest: str | Path | Manifest,
+           saved: Mapping[int, np.ndarray], weights_dir: str | Path | None = None, options: RunOptions | None = None,
+           tolerance: float = 0.05, report_path: str | Path | None = None, members: str = "*", **run: Any) -> dict:
     """Recompute the saved OOF logits `saved` ({label_id: (6,)}) fold by fold and compare; return the report.
 
     `weights_dir` defaults to the manifest file's folder (the current folder for a `Manifest`). `members` is a glob
     on member names that picks one configuration of a multi-configuration manifest (e.g. `cfg_1/*`). The report (also
     written as JSON to `report_path`) holds `rows`, `max_abs_logit_diff`, `mean_abs_logit_diff`, `kl_saved`,
-    `kl_recomputed`, `passed`, per-fold and per-class details. With `shard` (or under torchrun) each process
+    `kl_recomputed`, `passed`, per-fold and per-class details. With `options.shard` (or under torchrun) each process
     recomputes every n-th batch and the merging one (`sharding`) writes the report; the others return
-    `{"merged": False, ...}`.
+    `{"merged": False, ...}`. The views are always `none` (the training code's validation).
     """
+    options = RunOptions.of(options, **run)
     t0 = time.perf_counter()
-    source = "the manifest"
-    if not isinstance(manifest, Manifest):
-        source, weights_dir = str(manifest), weights_dir or Path(manifest).parent
-        manifest = load_manifest(manifest)
+    manifest, weights_dir, source = resolve_manifest(manifest, weights_dir)
     rows = validation_rows(read_train_table(table))
     has_pred = rows["label_id"].isin(list(saved)).to_numpy()
     if not has_pred.any():
@@ -145,28 +71,29 @@ def parity(data_dir: str | Path, table: str | Path, manifest: str | Path | Manif
     chosen = {f: _fold_member(manifest, f, source, members) for f in folds}
 
     saved_logits = np.stack([saved[i] for i in rows["label_id"]])
-    part = Shard.resolve(shard)
+    part = Shard.resolve(options.shard)
     mine, values = [], []
     load_s, first_batch = 0.0, 0
     for fold in folds:
         t = time.perf_counter()
-        ens = Ensemble.from_manifest(Manifest([chosen[fold]], tta=["none"]), weights_dir, device, precision)
+        ens = Ensemble.from_manifest(Manifest([chosen[fold]]), weights_dir, options=options, views=("none",))
         load_s += time.perf_counter() - t
         where = np.flatnonzero(rows["fold"].to_numpy() == fold)
         comp = Competition(data_dir, "train", table=rows.iloc[where], table_name=Path(table).name)
-        size = ens.batch_size(batch_size)
+        size = ens.batch_size(options.batch_size)
         fold_rows = part.rows(len(where), size, first_batch)
         first_batch += -(-len(where) // size)
-        for index, logits, _ in ens.batch_logits(comp, fold_rows, size, num_workers, progress, strict=True):
+        for index, logits, _ in ens.batch_logits(comp, fold_rows, size, options.num_workers, options.progress,
+                                                 strict=True):
             mine.extend(where[index].tolist())
             values.append(logits[0, :, 0].numpy())
     values = np.concatenate(values) if values else np.zeros((0, len(CLASSES)), dtype=np.float32)
-    parts = Path(f"{report_path or 'hms_parity'}.parts")
+    folder = f"{report_path or 'hms_parity'}.parts"
     key = fingerprint(rows, sorted(saved), [chosen[f].name for f in folds], str(ens.precision), size, part.count)
-    merged = part.gather(parts, key, mine, values, len(rows))
+    merged = part.gather(Parts(folder, key), mine, values, len(rows))
     dt = time.perf_counter() - t0
     if merged is None:
-        print(f"hms_infer parity: shard {part}: {len(mine)} rows in {dt:.1f} s; part written to {parts}")
+        log.info(f"hms_infer parity: shard {part}: {len(mine)} rows in {dt:.1f} s; part written to {folder}")
         return {"shard": str(part), "rows": len(mine), "merged": False, "passed": True}
     recomputed = merged[0].astype(np.float64)
 
@@ -175,10 +102,11 @@ def parity(data_dir: str | Path, table: str | Path, manifest: str | Path | Manif
         report["folds"][str(f)]["member"] = chosen[f].name
     report.update({"rows_without_prediction": without, "device": ",".join(str(d) for d in ens.devices),
                    "precision": ens.precision, "seconds": round(dt, 3)})
-    print(f"hms_infer parity: {len(rows)} rows in {dt:.1f} s ({len(rows) / dt:.2f} rows/s; models loaded in "
+    log.info(f"hms_infer parity: {len(rows)} rows in {dt:.1f} s ({len(rows) / dt:.2f} rows/s; models loaded in "
           f"{load_s:.1f} s), {len(folds)} fold(s) on {report['device']} {ens.precision}")
     if report_path is not None:
         write_text_atomic(report_path, json.dumps(report, indent=2) + "\n")
+    log.info(format_report(report))
     return report
 
 

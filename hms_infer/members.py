@@ -1,0 +1,94 @@
+"""Ensemble members from a manifest: each checkpoint verified and loaded strictly into its architecture, placed on
+its device. The one way members are built: `Ensemble.from_manifest`, `bench` and `pseudo-labels` use it (bench
+draws random weights where a checkpoint is missing)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from .checkpoint import load_weights, read_state_dict, sha256
+from .errors import HMSInputError
+from .manifest import Manifest, Member
+from .models import ArchConfig, HMSModel, create_model, resolve_arch
+from .runtime import place_members
+
+HEAD_SCALE = 20.0  # random `head_all` logits ~0.1 -> ~2, spread like a trained model's
+
+
+@dataclass
+class LoadedMember:
+    name: str
+    model: HMSModel
+    weight: float
+    device: torch.device
+    temperature: float = 1.0  # logits are divided by it before the blend
+
+    @property
+    def arch(self) -> ArchConfig:
+        return self.model.cfg
+
+
+def build_model(member: Member) -> HMSModel:
+    """A randomly initialised model of the member's arch; an arch timm or nnAudio refuses is an error naming it."""
+    try:
+        return create_model(member.arch)
+    except (ValueError, TypeError, AssertionError, RuntimeError) as e:
+        raise HMSInputError(f"member {member.name}: cannot build its arch {member.arch!r}: {e}") from None
+
+
+def read_checkpoint(member: Member, weights_dir: Path) -> dict[str, torch.Tensor]:
+    """The member's state dict, its sha256 verified when the manifest gives one; any failure is an error naming the
+    file (and saying so when the manifest's path leaves the weights folder)."""
+    path = member.checkpoint_path(weights_dir)
+    outside = not path.resolve().is_relative_to(weights_dir.resolve())
+    try:
+        digest = sha256(path) if member.sha256 and path.is_file() else member.sha256
+        if digest != member.sha256:
+            raise HMSInputError(f"{path}: sha256 {digest} does not match the manifest's {member.sha256} "
+                                f"(member {member.name})")
+        return read_state_dict(path)
+    except HMSInputError as e:
+        if outside:
+            raise HMSInputError(f"{e} (member {member.name}'s checkpoint path leaves the weights folder "
+                                f"{weights_dir})") from None
+        raise
+
+
+def spread_logits(model: HMSModel, scale: float = HEAD_SCALE) -> HMSModel:
+    """Scale `head_all` so that a randomly initialised model's logits spread like a trained one's (bench, demo)."""
+    with torch.no_grad():
+        model.head_all.weight.mul_(scale)
+        model.head_all.bias.mul_(scale)
+    return model
+
+
+def load_members(manifest: Manifest, weights_dir: Path, devices: Sequence[torch.device],
+                 random_missing: bool = False) -> list[LoadedMember]:
+    """Every member of `manifest`, its checkpoint loaded strictly (relative to `weights_dir`), on its device
+    (FLOP-balanced over several). `random_missing`: a member without its checkpoint file gets random weights with
+    spread logits (seeded by its position) instead of an error."""
+    placed = place_members([resolve_arch(m.arch) for m in manifest.members], devices)
+    members = []
+    for i, (m, device) in enumerate(zip(manifest.members, placed)):
+        if random_missing and not m.checkpoint_path(weights_dir).is_file():
+            torch.manual_seed(i)
+            model = spread_logits(build_model(m))
+        else:
+            label = m.arch if isinstance(m.arch, str) else f"{m.name} (custom arch)"
+            model = load_weights(build_model(m), read_checkpoint(m, weights_dir), str(m.checkpoint_path(weights_dir)),
+                                 label)
+        members.append(LoadedMember(m.name, model.to(device).eval(), m.weight, device, m.temperature))
+    return members
+
+
+def copy_members(members: Sequence[LoadedMember]) -> list[LoadedMember]:
+    """The same members with models of their own (same weights, nothing prepared): bench's reference path."""
+    out = []
+    for m in members:
+        model = create_model(m.arch)
+        model.load_state_dict(m.model.state_dict(), strict=True)  # the fast path keeps every key
+        out.append(LoadedMember(m.name, model.to(m.device).eval(), m.weight, m.device, m.temperature))
+    return out

@@ -1,0 +1,56 @@
+"""`demo`: the whole pipeline on synthetic data with random weights.
+
+It writes a synthetic competition folder, random-initialised cfg_1 and cfg_5 checkpoints saved the way the
+training code saves them, their manifest (the `manifest` task), runs the main command, then the `report` on the
+same rows (`report/index.html`; skipped, with a line saying so, where matplotlib is missing). The probabilities are
+meaningless: the weights are random.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import torch
+
+from ..constants import MANIFEST_NAME
+from ..models import PRESETS, create_model
+from ..options import RunOptions
+from ..synthetic import write_competition
+from .manifest import write_manifest
+from .predict import predict
+
+log = logging.getLogger(__name__)
+DEMO_PRESETS = ("cfg_1", "cfg_5")
+
+
+def run_demo(*, root: str | Path = "demo_out", device: str = "auto", rows: int = 4) -> Path:
+    """Write everything under `root` and return the submission path."""
+    root = Path(root)
+    log.info("hms_infer demo: RANDOM weights on SYNTHETIC data; the probabilities are meaningless.")
+    data = write_competition(root / "data", n_test=rows)
+    weights = root / "weights"
+    weights.mkdir(parents=True, exist_ok=True)
+    checkpoints = []
+    for fold, name in enumerate(DEMO_PRESETS):
+        path = weights / f"{PRESETS[name].backbone}_{fold}_0.pt"  # <backbone>_<fold>_<seed>.pt
+        if not path.is_file():
+            torch.manual_seed(fold)
+            torch.save(create_model(name).state_dict(), path)
+        checkpoints.append(path)
+    manifest = weights / MANIFEST_NAME
+    write_manifest(checkpoints=checkpoints, out=manifest)
+    on_gpu = device != "cpu" and torch.cuda.is_available()
+    # full-size models on the CPU: one view keeps the demo under 3 minutes
+    options = RunOptions(device=device, views=None if on_gpu else ("none",))
+    out = root / "submission.csv"
+    predict(data, out=out, manifest=manifest, options=options)
+    log.info(f"hms_infer demo: wrote {out} (random weights: meaningless probabilities)")
+    if importlib.util.find_spec("matplotlib") is None:
+        log.info("hms_infer demo: no report (it needs matplotlib: pip install 'hms_infer[plot]')")
+        return out
+    from .report import make_report
+    report = root / "report"
+    make_report(data_dir=data, out=report, manifest=manifest, options=options)
+    log.info(f"hms_infer demo: open {report / 'index.html'} to see what the models saw")
+    return out
