@@ -19,6 +19,7 @@ Usage: ./gpu_check.sh [tests] [bench] [--dry-run]
 
 Results land in \$OUT (default gpu_check_out/), written as each test or bench ends, so a stopped run keeps what
 it measured: gpu_tests.log, gpu_tests.json (each test's outcome, time and measurements), bench_*.json, summary.md.
+Each bench step runs at most HMS_GPU_STEP_TIMEOUT seconds (default 300), the tests HMS_GPU_TESTS_TIMEOUT (480).
 GPU_PY picks the interpreter (default python3: needs torch, timm, nnAudio, triton, pandas, pyarrow, pytest). On an
 offline machine without nnAudio, put its wheel in \$WHEELS (default .whl/:
 pip download nnAudio==0.3.4 --no-deps -d .whl); it is installed into a temporary folder first on PYTHONPATH.
@@ -54,13 +55,15 @@ else
         echo "gpu-check: needs torch with a visible CUDA GPU, timm, nnAudio, triton and pytest (GPU_PY=$PY)" >&2; exit 2; }
 fi
 
+STEP_TIMEOUT=${HMS_GPU_STEP_TIMEOUT:-300}  # seconds per step: a hang in C code (a sync, a deadlock) ends here
 status=0
 summary() { "$PY" tests/gpu/summary.py "$OUT" > "$OUT/.summary.md" && mv "$OUT/.summary.md" "$OUT/summary.md"; }
-step() { echo "== gpu-check: $*"; "$@" || { echo "== gpu-check: FAILED: $*"; status=1; }; summary; }
+step() { echo "== gpu-check: $*"; timeout -k 10 "$STEP_TIMEOUT" "$@" || { echo "== gpu-check: FAILED ($?): $*"; status=1; }; summary; }
 
 stage_tests() {
     echo "== gpu-check: tests/gpu$([ $DRY = 1 ] && echo ' (dry run)')"
-    "$PY" -m pytest -q -rs -p no:cacheprovider tests/gpu 2>&1 | tee "$OUT/gpu_tests.log"
+    timeout -k 10 "${HMS_GPU_TESTS_TIMEOUT:-480}" "$PY" -m pytest -q -rs -p no:cacheprovider tests/gpu 2>&1 |
+        tee "$OUT/gpu_tests.log"
     [ "${PIPESTATUS[0]}" = 0 ] || { echo "== gpu-check: FAILED: tests/gpu"; status=1; }
     summary
 }

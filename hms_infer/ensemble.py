@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .constants import HEADS
 from .data import Competition
-from .errors import HMSInputError
+from .errors import FusedKernelError, HMSInputError
 from .fallback import Problem, apply_policy
 from .loader import batches
 from .manifest import Fallback, Manifest, resolve_manifest
@@ -88,7 +88,7 @@ class Ensemble:
             log.warning("the fused WaveNet kernel failed its check for %d of %d members, which run the merged gate "
                         "convs: %s", len(failed), len(self.members),
                         "; ".join(f"{name}: {problem}" for name, problem in failed.items()))
-        self._rows_per_pass: int | None = None  # set by an out-of-memory error, kept for the rest of the run
+        self._pass_size: list[int | None] = [None]  # set by an out-of-memory error, kept for the run; shared
         self._compiled: set[tuple[str, int, tuple[str, ...], bool]] = set()  # shared with `subset`s
         self._subsets: dict[tuple[tuple[str, ...], tuple[int, ...]], Ensemble] = {}  # shared with `subset`s
         if compile:
@@ -110,6 +110,19 @@ class Ensemble:
         precision = resolve_precision(options.precision, devices)
         return cls(load_members(manifest, weights_dir, devices), options.views or manifest.views, manifest.blend,
                    precision, fast, options.compile, manifest.fallback)
+
+    @property
+    def rows_per_pass(self) -> int | None:
+        """The most rows a pass runs at once since an out-of-memory error (None: the whole batch)."""
+        return self._pass_size[0]
+
+    def eager(self) -> "Ensemble":
+        """The same prepared members with uncompiled forwards (forward hooks see every module)."""
+        if not self.compile:
+            return self
+        copied = copy.copy(self)
+        copied._forwards = [copied._member_forward(m, False) for m in copied.members]
+        return copied
 
     def subset(self, views: Sequence[str], members: Sequence[int]) -> "Ensemble":
         """The same loaded (and prepared) models, only `members` (indices) with `views`: the time budget's smaller
@@ -198,7 +211,7 @@ class Ensemble:
         falls back); the size that fits is kept for the rest of the run, logged once per size.
         """
         n = len(electrodes)
-        size = min(n, self._rows_per_pass or n)
+        size = min(n, self.rows_per_pass or n)
         parts, start = [], 0
         while start < n:
             stop = min(start + size, n)
@@ -213,7 +226,7 @@ class Ensemble:
                 parts.append(torch.full((len(self.members), 1, len(self.views), *head_dim, 6), float("nan")))
                 start = stop
             else:
-                size = self._rows_per_pass = (size + 1) // 2
+                size = self._pass_size[0] = (size + 1) // 2
                 log.warning("CUDA out of memory at %d rows per pass: running %d rows per pass from now on, in halves "
                             "(lower --batch-size)", stop - start, size)
         return torch.cat(parts, dim=1)
@@ -241,11 +254,8 @@ class Ensemble:
         forward = self._member_forward(m, False, True) if heads else self._forwards[i]
         try:
             return forward(eeg, spect).float()
-        except Exception as e:  # noqa: BLE001  filtered below; anything else propagates
-            fused = any(b.backend == "triton" for b in fast_blocks(m.model))
-            if is_out_of_memory(e) or not fused:
-                raise
-            reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        except FusedKernelError as e:
+            reason = str(e)
         set_backend(m.model, "merged")
         log.warning("member %s: the fused WaveNet kernel failed on %s (%s); it runs the merged gate convs from now "
                     "on, starting with this batch again", m.name, m.device, reason)
@@ -293,8 +303,8 @@ class Ensemble:
         `after_batch(rows, first row)` once the batch has been consumed (the time budget's tracker); `cuts`:
         positions in `rows` where a batch must start (`loader.batches`).
 
-        On GPUs the last, smaller batch is padded to the batch size: every batch has one shape, so cuDNN's
-        benchmark mode picks its kernels once.
+        On GPUs the last, smaller batch is padded to the batch size (to whole passes after an out-of-memory
+        error): every pass has one shape, so cuDNN's benchmark mode picks its kernels once.
         """
         rows = list(range(len(comp))) if rows is None else list(rows)
         size = self.batch_size(batch_size)
@@ -312,10 +322,12 @@ class Ensemble:
                     break
                 index, electrodes, spect, problems = batch
                 n = len(index)
-                if cuda and n < size:
-                    pad = [n - 1] * (size - n)
-                    electrodes, spect = torch.cat([electrodes, electrodes[pad]]), torch.cat([spect, spect[pad]])
                 active = self if route is None else route(int(index[0]))
+                whole = size if active.rows_per_pass is None else min(size, -(-n // active.rows_per_pass)
+                                                                       * active.rows_per_pass)
+                if cuda and n < whole:
+                    pad = [n - 1] * (whole - n)
+                    electrodes, spect = torch.cat([electrodes, electrodes[pad]]), torch.cat([spect, spect[pad]])
                 logits = active.member_logits(electrodes, spect, stats, heads)[:, :n]
                 stats.rows += n
                 stats.batches += 1

@@ -8,6 +8,11 @@ class HMSInputError(ValueError):
     """Bad competition data, manifest, checkpoint or CLI argument; the message says what and where."""
 
 
+class FusedKernelError(RuntimeError):
+    """The fused WaveNet kernel failed to compile or launch (not a lack of memory): its member falls back to the
+    merged convs."""
+
+
 class UnusableInput(HMSInputError):
     """One row's EEG or spectrogram file cannot be used (missing, unreadable, without the needed columns or
     rows). Without `--strict` the row is predicted from its other input, or falls back (see `fallback`)."""

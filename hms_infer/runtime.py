@@ -207,13 +207,16 @@ def prepare(model: HMSModel, device: torch.device, precision: str, backend: str)
     return problem
 
 
+# CUDA: "out of memory"; cuBLAS: CUBLAS_STATUS_ALLOC_FAILED; cuDNN 8: CUDNN_STATUS_ALLOC_FAILED; cuDNN 9:
+# CUDNN_STATUS_INTERNAL_ERROR_{DEVICE,HOST}_ALLOCATION_FAILED
+OUT_OF_MEMORY_TEXTS = ("out of memory", "ALLOC_FAILED", "ALLOCATION_FAILED")
+
+
 def is_out_of_memory(error: BaseException) -> bool:
-    """A CUDA allocation failure: torch's OutOfMemoryError, or a cuBLAS / cuDNN / CUDA error that says so."""
+    """A CUDA allocation failure: torch's OutOfMemoryError, or a CUDA / cuBLAS / cuDNN error that says so."""
     if isinstance(error, torch.cuda.OutOfMemoryError):
         return True
-    text = str(error)
-    return isinstance(error, RuntimeError) and any(
-        s in text for s in ("out of memory", "ALLOC_FAILED", "CUDNN_STATUS_NOT_ENOUGH_WORKSPACE"))
+    return isinstance(error, RuntimeError) and any(s in str(error) for s in OUT_OF_MEMORY_TEXTS)
 
 
 def free_memory(devices: Sequence[torch.device]) -> None:
@@ -354,13 +357,14 @@ class DevicePool:
         self._pool = ThreadPoolExecutor(len(devices), thread_name_prefix="hms-gpu") if threads else None
 
     def map(self, work: Mapping[torch.device, Callable[[], T]]) -> dict[torch.device, T]:
-        """Each device's result; when some fail, the first device's error is raised once every device is done
-        (never while another device still computes: a retry must not pile work onto a busy GPU)."""
+        """Each device's result; when some fail, an error is raised once every device is done (never while another
+        device still computes: a retry must not pile work onto a busy GPU): the first that is not a lack of memory,
+        else the first."""
         if self._pool is None:
             return {d: fn() for d, fn in work.items()}
         futures = {d: self._pool.submit(fn) for d, fn in work.items()}
         wait(futures.values())
-        for f in futures.values():
-            if f.exception() is not None:
-                raise f.exception()
+        errors = [f.exception() for f in futures.values() if f.exception() is not None]
+        if errors:
+            raise next((e for e in errors if not is_out_of_memory(e)), errors[0])
         return {d: f.result() for d, f in futures.items()}

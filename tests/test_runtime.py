@@ -8,7 +8,7 @@ import yaml
 
 from hms_infer.data import Competition
 from hms_infer.ensemble import Ensemble
-from hms_infer.errors import HMSInputError
+from hms_infer.errors import FusedKernelError, HMSInputError
 from hms_infer.models import PRESETS, create_model
 from hms_infer.runtime import (
     RunStats, auto_batch_size, member_gflops, place, resolve_devices, resolve_precision, wave_backend,
@@ -191,7 +191,8 @@ def test_cublas_and_cudnn_allocation_failures_count_as_out_of_memory(tiny_ensemb
     from hms_infer.runtime import is_out_of_memory
     assert is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert is_out_of_memory(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"))
-    assert is_out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"))
+    assert is_out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"))  # cuDNN 8
+    assert is_out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED"))  # 9
     assert not is_out_of_memory(RuntimeError("CUDA error: an illegal memory access was encountered"))
     assert not is_out_of_memory(ValueError("out of memory"))  # not a CUDA runtime error
 
@@ -230,6 +231,11 @@ def test_device_pool_waits_for_every_device_before_an_error_propagates():
     with pytest.raises(torch.cuda.OutOfMemoryError):
         pool.map({CPU: fails, torch.device("cuda", 1): slow})
     assert finished == ["cuda:1"]  # the other device's work had ended when the error arrived
+
+    def bug():
+        raise ValueError("a real error on the other device")
+    with pytest.raises(ValueError, match="a real error"):  # not hidden behind the first device's lack of memory
+        pool.map({CPU: fails, torch.device("cuda", 1): bug})
     assert pool.map({CPU: lambda: 2, torch.device("cuda", 1): lambda: 3}) == {CPU: 2, torch.device("cuda", 1): 3}
 
 
@@ -317,7 +323,7 @@ def test_a_fused_kernel_failing_at_run_time_switches_its_member_to_the_merged_co
     def failing_launch(self, x, res, k, fused):
         if fused:
             launches.append(k)
-            raise RuntimeError("PTXASError: ptxas fatal (injected)")
+            raise FusedKernelError("PTXASError: ptxas fatal (injected)")
         return level(self, x, res, k, fused)
     monkeypatch.setattr(FastWaveBlock, "fused", lambda self, x: self.backend == "triton")  # CPU tensors too
     monkeypatch.setattr(FastWaveBlock, "level", failing_launch)
@@ -325,8 +331,32 @@ def test_a_fused_kernel_failing_at_run_time_switches_its_member_to_the_merged_co
     torch.testing.assert_close(ens.member_logits(electrodes, spect), want, rtol=0, atol=0)
     assert launches == [0]  # one failed launch, then never the fused path again
     assert {b.backend for b in fast_blocks(ens.members[1].model)} == {"merged"}
-    assert caplog.text.count("the fused WaveNet kernel failed on cpu (RuntimeError: PTXASError") == 1
+    assert caplog.text.count("the fused WaveNet kernel failed on cpu (PTXASError: ptxas fatal") == 1
     assert "member tiny1" in caplog.text and "member tiny0" not in caplog.text
+
+    set_backend(ens.members[0].model, "triton")  # an error that is not the kernel's is not blamed on it
+    monkeypatch.setattr(FastWaveBlock, "level", lambda *a: (_ for _ in ()).throw(RuntimeError("a backbone bug")))
+    with pytest.raises(RuntimeError, match="a backbone bug"):
+        ens.member_logits(electrodes, spect)
+    assert {b.backend for b in fast_blocks(ens.members[0].model)} == {"triton"}
+
+
+def test_a_failing_launch_is_a_fused_kernel_error(monkeypatch):
+    """What Triton raises when it cannot compile or launch (here: no GPU driver) reaches the ensemble as one kind of
+    error; a check of the fused levels that finds NaN output fails (0.3.0's check took max(0, nan) = 0: a pass)."""
+    from hms_infer.kernels.wave_level import launch
+    from hms_infer.models.wavenet_fast import FastWaveBlock, accelerate, check_fused
+    c = 4
+    args = (torch.zeros(1, c, 32), torch.zeros(1, c, 32), torch.zeros(3 * c, c, 3), torch.zeros(3 * c),
+            torch.zeros(c, c), torch.zeros(c))
+    with pytest.raises(FusedKernelError):
+        launch(*args, 1)
+    model = accelerate(create_model(TINY_ARCH), "triton", torch.bfloat16)
+    level = FastWaveBlock.level
+    monkeypatch.setattr(FastWaveBlock, "level", lambda self, x, res, k, fused: (
+        torch.full_like(x, float("nan")) if fused else level(self, x, res, k, fused)))
+    assert check_fused(model, CPU, torch.bfloat16, length=256) == ("fused levels differ from the merged convs by inf "
+                                                                   "(relative)")
 
 
 def test_gate_weights_stay_contiguous_under_channels_last():

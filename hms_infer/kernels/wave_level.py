@@ -11,8 +11,9 @@ one signal next to each other (axis 0: tiles, axis 1: signals), so the halo a ti
 Tiles are fixed per channel block, dtype and GPU generation (`tile_config`), not autotuned: Triton's autotuner
 keeps a call's arguments on the shared kernel object, so two launching threads (one per GPU) that meet an
 untuned key crash each other (triton-lang/triton#11494), and tuning cost seconds in every process's first batch.
-Launches hold a lock (the JIT's caches are shared by the threads; a launch is ~20 us), and `Ensemble` compiles
-every variant on each device in the main thread before any launching thread starts (`models.wavenet_fast`).
+`Ensemble` compiles every variant on each device in the main thread before any launching thread starts
+(`models.wavenet_fast.check_fused`); a launch of a variant not seen before holds a lock (the JIT's caches are
+shared by the threads). A compile or launch failure is a `FusedKernelError` (its member falls back).
 
 `torch.ops.hms_infer.wave_level` is a custom op, so `torch.compile` treats it as one opaque call. With
 `TRITON_INTERPRET=1` set before import, the kernel runs on CPU tensors (for tests; fp32 and fp16 only: the
@@ -20,6 +21,7 @@ interpreter's bf16 dot is wrong).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from functools import lru_cache
@@ -29,8 +31,11 @@ import torch
 import triton
 import triton.language as tl
 
+from ..errors import FusedKernelError
+
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 _LAUNCH = threading.Lock()
+_LAUNCHED: set[tuple] = set()  # the variants launched once (compiled and cached): no lock for them
 
 
 class TileConfig(NamedTuple):
@@ -134,21 +139,34 @@ def _capability(device: torch.device) -> tuple[int, int]:
     return torch.cuda.get_device_capability(device) if device.type == "cuda" else (8, 0)
 
 
+def _on(device: torch.device) -> contextlib.AbstractContextManager:
+    """Triton launches on the current device: make it x's."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 def launch(x: torch.Tensor, res: torch.Tensor, gate_weight: torch.Tensor, gate_bias: torch.Tensor,
            skip_weight: torch.Tensor, skip_bias: torch.Tensor, dilation: int, config: TileConfig | None = None
            ) -> torch.Tensor:
     """`wave_level` with an explicit tile (`config`, default `tile_config`): the op's body, and the GPU sweep's."""
     check_level_args(x, res, gate_weight, gate_bias, skip_weight, skip_bias)
-    x, res = x.contiguous(), res.contiguous()
     n, c, t = x.shape
-    y = x.new_empty(x.shape)
+    args = (x.contiguous(), res.contiguous(), x.new_empty(x.shape), gate_weight.contiguous(), gate_bias.contiguous(),
+            skip_weight.contiguous(), skip_bias.contiguous())
     block_t, num_warps = config or tile_config(c, x.dtype, _capability(x.device))
-    with _LAUNCH:
-        _wave_level_kernel[(triton.cdiv(t, block_t), n)](
-            x, res, y, gate_weight.contiguous(), gate_bias.contiguous(), skip_weight.contiguous(),
-            skip_bias.contiguous(), t, dilation, C=c, BLOCK_C=block_channels(c), BLOCK_T=block_t,
-            PRECISION="ieee" if x.dtype == torch.float32 else "tf32", num_warps=num_warps)
-    return y
+    # what Triton specialises a compile on: constexprs, dtype, ints equal to 1 or divisible by 16, 16-byte alignment
+    variant = (x.device, c, x.dtype, block_t, num_warps, t % 16, dilation == 1, dilation % 16,
+               *(a.data_ptr() % 16 for a in args))
+    try:
+        with (contextlib.nullcontext() if variant in _LAUNCHED else _LAUNCH), _on(x.device):
+            _wave_level_kernel[(triton.cdiv(t, block_t), n)](
+                *args, t, dilation, C=c, BLOCK_C=block_channels(c), BLOCK_T=block_t,
+                PRECISION="ieee" if x.dtype == torch.float32 else "tf32", num_warps=num_warps)
+    except Exception as e:  # noqa: BLE001  a compile or launch failure, as the caller's one kind of error
+        if "out of memory" in str(e):
+            raise
+        raise FusedKernelError(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+    _LAUNCHED.add(variant)
+    return args[2]
 
 
 @torch.library.custom_op("hms_infer::wave_level", mutates_args=())

@@ -126,7 +126,7 @@ def profile_stages(ens: Ensemble, comp: Competition, batch_size: int) -> dict[st
     cuda = [d for d in ens.devices if d.type == "cuda"]
     if cuda:
         electrodes, spect = electrodes.pin_memory(), spect.pin_memory()
-    eager = Ensemble(ens.members, ens.views, ens.blend_mode, ens.precision, fast=ens.fast)  # hooks need eager
+    eager = ens.eager()  # forward hooks need uncompiled forwards
     if cuda:
         eager.member_logits(electrodes, spect)  # warm-up: cuDNN benchmark, autotune
     _sync(ens.devices)

@@ -9,9 +9,11 @@ the test ends, so a run that is stopped keeps what it measured; each test has `H
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -68,15 +70,20 @@ def session_report() -> dict:
     return _RESULTS
 
 
+class TestTimeout(BaseException):
+    """Not an Exception: the code under test (a fallback's `except Exception`) cannot swallow it."""
+
+
 @pytest.fixture(autouse=True)
 def per_test_timeout(request) -> Iterator[None]:
-    """A test running past TIMEOUT_S fails with a TimeoutError (the others still run)."""
+    """A test running past TIMEOUT_S fails (the others still run); what a failed test held on the GPU is freed
+    before the next one (memory-capped tests count it)."""
     if "tests/gpu" not in str(request.node.fspath):
         yield
         return
 
     def expire(signum, frame):
-        raise TimeoutError(f"over HMS_GPU_TEST_TIMEOUT={TIMEOUT_S} s")
+        raise TestTimeout(f"over HMS_GPU_TEST_TIMEOUT={TIMEOUT_S} s")
     previous = signal.signal(signal.SIGALRM, expire)
     signal.alarm(TIMEOUT_S)
     try:
@@ -84,6 +91,10 @@ def per_test_timeout(request) -> Iterator[None]:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+        sys.last_type = sys.last_value = sys.last_traceback = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 @pytest.fixture(scope="session")
@@ -119,20 +130,23 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
 
-def median_seconds(fn, repeat: int = 10) -> float:
-    """Median seconds of `fn` after two warm-up calls (CUDA events; the host clock on the CPU)."""
+def median_seconds(fn, repeat: int = 10, calls: int = 1) -> float:
+    """Median seconds of one call of `fn` after two warm-up calls: each sample times `calls` calls back to back (so
+    a short kernel's host launch cost overlaps the GPU's work), by CUDA events (the host clock on the CPU)."""
     fn(), fn()
     times = []
     for _ in range(repeat):
         if torch.cuda.is_available() and not DRY_RUN:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            fn()
+            for _ in range(calls):
+                fn()
             end.record()
             torch.cuda.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
+            times.append(start.elapsed_time(end) / 1e3 / calls)
         else:
             t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
+            for _ in range(calls):
+                fn()
+            times.append((time.perf_counter() - t) / calls)
     return sorted(times)[len(times) // 2]

@@ -137,12 +137,13 @@ def test_fused_level_matches_eager(gpu, report):
                 want = _eager_level(*args, d)
                 for dtype in dtypes:
                     got = wave_level(*(a.to(dtype) for a in args), d)
-                    assert got.dtype == dtype and got.isfinite().all()
-                    errors[f"C{c}/d{d}/{str(dtype)[6:]}"] = _rel(got, want)
+                    errors[f"C{c}/d{d}/{str(dtype)[6:]}"] = _rel(got, want) if got.isfinite().all() else "not finite"
+                    assert got.dtype == dtype
                 if c in (4, 28) and d in (1, 64):
                     errors[f"C{c}/d{d}/float32"] = _rel(wave_level(*args, d), want)
     for key, err in errors.items():
-        assert err < {"float16": 6e-3, "bfloat16": 3e-2, "float32": 1e-5}[key.rsplit("/", 1)[1]], (key, err)
+        assert err != "not finite" and err < {"float16": 6e-3, "bfloat16": 3e-2, "float32": 1e-5}[
+            key.rsplit("/", 1)[1]], (key, err)
 
 
 @needs_gpu
@@ -160,15 +161,15 @@ def test_fused_level_speed_and_tiles(gpu, report):
             def eager(d=16):  # the training code's level: three convs, three activations, skip conv, add
                 s, t, m = (F.conv1d(x, w, b, padding=d, dilation=d) for w, b in zip(w3, b3))
                 return F.conv1d(torch.sigmoid(s) * torch.tanh(t) * F.mish(m), sw[..., None], sb) + res
-            t_eager = median_seconds(eager)
-            t_merged = median_seconds(lambda: _eager_level(x, res, gw, gb, sw, sb, 16))
+            t_eager = median_seconds(eager, calls=10)
+            t_merged = median_seconds(lambda: _eager_level(x, res, gw, gb, sw, sb, 16), calls=10)
             chosen = tile_config(c, torch.float16, torch.cuda.get_device_capability(gpu))
-            t_fused = median_seconds(lambda: launch(x, res, gw, gb, sw, sb, 16, chosen))
+            t_fused = median_seconds(lambda: launch(x, res, gw, gb, sw, sb, 16, chosen), calls=10)
             speed[f"C{c}"] = {"eager_ms": 1e3 * t_eager, "merged_ms": 1e3 * t_merged, "fused_ms": 1e3 * t_fused,
                               "speedup": t_eager / t_fused, "tile": f"{chosen.block_t}x{chosen.num_warps}w"}
             if c in (16, 28):  # BLOCK_C 16 and 32
                 tiles = {f"{cfg.block_t}x{cfg.num_warps}w": 1e3 * median_seconds(
-                    lambda cfg=cfg: launch(x, res, gw, gb, sw, sb, 16, cfg)) for cfg in CANDIDATES}
+                    lambda cfg=cfg: launch(x, res, gw, gb, sw, sb, 16, cfg), calls=10) for cfg in CANDIDATES}
                 speed[f"C{c}"].update(tiles_ms=tiles, best_tile=min(tiles, key=tiles.get))
     geo = math.exp(np.mean([math.log(v["speedup"]) for v in speed.values()]))
     report["geomean_speedup"] = geo
@@ -258,18 +259,21 @@ def test_autocast_keeps_the_stft_in_fp32_and_everything_finite(gpu, preset, rows
             for name, eeg in inputs.items():
                 feats = model.spect_backbone.backbone(spect.reshape(20, 1, 300, 100)).reshape(2, 10, -1)
                 seen["attention_softmax_dtype"] = str(torch.softmax(model.spect_backbone.attention(feats), 1).dtype)
-                assert model(eeg.to(gpu), spect)["all"].isfinite().all(), name
+                if not model(eeg.to(gpu), spect)["all"].isfinite().all():
+                    seen["nonfinite"].append(f"logits of {name}")
     finally:
         for h in handles:
             h.remove()
-    seen["stft_dtypes"] = sorted(seen["stft_dtypes"])
-    report.update(seen)
+        seen["stft_dtypes"] = sorted(seen["stft_dtypes"])
+        report.update(seen)
     assert seen["stft_dtypes"] == ["torch.float32"] and seen["attention_softmax_dtype"] == "torch.float32"
     assert not seen["nonfinite"] and seen["fp16_max"] < 3e4
 
 
 def _probs(members, precision, electrodes, spect):
-    return Ensemble(members, VIEWS, precision=precision).member_logits(electrodes, spect).double().softmax(-1)
+    ens = Ensemble(members, VIEWS, precision=precision)
+    torch.backends.cudnn.benchmark = False  # accuracy, not speed: no benchmarking of 9 ensembles' shapes
+    return ens.member_logits(electrodes, spect).double().softmax(-1)
 
 
 def test_low_precision_against_fp32(gpu, rows, report):
@@ -321,7 +325,7 @@ def test_t4_memory_emulation(gpu, report):
                 report[f"{preset}/b{batch}"] = {
                     "allocated_gib": torch.cuda.max_memory_allocated(gpu) / 2**30,
                     "reserved_gib": torch.cuda.max_memory_reserved(gpu) / 2**30,
-                    "rows_per_pass": ens._rows_per_pass or batch, "finite": bool(logits.isfinite().all())}
+                    "rows_per_pass": ens.rows_per_pass or batch, "finite": bool(logits.isfinite().all())}
             del ens
     finally:
         torch.backends.cudnn.benchmark = benchmark
@@ -349,19 +353,20 @@ def test_out_of_memory_recovery_frees_the_failed_pass(gpu, rows, report):
     ens.member_logits(electrodes[:2], spect[:2])
     two_rows = torch.cuda.max_memory_allocated(gpu) - base
     total = torch.cuda.get_device_properties(gpu).total_memory
+    report.update({"base_gib": base / 2**30, "two_rows_gib": two_rows / 2**30})
     torch.cuda.empty_cache()
     torch.cuda.set_per_process_memory_fraction(min((base + 2.5 * two_rows) / total, 1.0), gpu)
     try:
         got = ens.member_logits(electrodes[:8], spect[:8])
         after = torch.cuda.memory_allocated(gpu)  # the failed passes' tensors freed: back to the weights
-        first = ens._rows_per_pass
+        first = ens.rows_per_pass
         ens.member_logits(electrodes[:8], spect[:8])
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, gpu)
         torch.cuda.empty_cache()
-    report.update({"base_gib": base / 2**30, "two_rows_gib": two_rows / 2**30, "rows_per_pass": first,
-                   "allocated_after_gib": after / 2**30, "max_abs_dlogit": (got - want).abs().max().item()})
-    assert first is not None and first < 8 and ens._rows_per_pass <= first
+    report.update({"rows_per_pass": first, "allocated_after_gib": after / 2**30,
+                   "max_abs_dlogit": (got - want).abs().max().item()})
+    assert first is not None and first < 8 and ens.rows_per_pass <= first
     assert after - base < 0.1 * two_rows and got.isfinite().all() and report["max_abs_dlogit"] < 0.05
 
 
@@ -385,11 +390,11 @@ def test_end_to_end_padded_batches_and_sync_points(gpu, rows, report):
             times.append((rep, len(index), time.perf_counter() - t))
             probs.append(ens.blend(logits))
             t = time.perf_counter()
+    report["batches"] = times
     p = np.concatenate(probs[len(probs) // 2:])
     assert p.shape == (n, 6) and np.isfinite(p).all() and np.allclose(p.sum(1), 1)
     steady = [dt for rep, k, dt in times if rep == 1 and k == size]
     last = [dt for rep, k, dt in times if rep == 1 and k < size]
-    report["batches"] = times
     report["last_vs_steady"] = last[0] / steady[0]
     if not DRY_RUN:
         assert last[0] < 2 * steady[0]  # padded: no re-benchmark for the smaller batch
@@ -398,9 +403,13 @@ def test_end_to_end_padded_batches_and_sync_points(gpu, rows, report):
                          VIEWS, precision=precision, fast=False)
     for r, m in zip(reference.members, members):
         r.model.load_state_dict(m.model.state_dict())
+    torch.backends.cudnn.benchmark = False  # the reference path runs once: no benchmarking of its shapes
     ref = reference.predict_proba(electrodes[:size], spect[:size])
+    torch.backends.cudnn.benchmark = True
     report["fast_vs_reference_max_dprob"] = float(np.abs(ref - p[:size]).max())
-    assert report["fast_vs_reference_max_dprob"] < (1e-5 if DRY_RUN else 2e-3)
+    # two fp16 paths (fused or merged levels, channels-last, views batched vs one by one): each within its bound of
+    # fp32, so within twice that of each other
+    assert report["fast_vs_reference_max_dprob"] < (1e-5 if DRY_RUN else 2 * DPROB_BOUND["fp16"])
     if DRY_RUN:
         return
     torch.cuda.set_sync_debug_mode("warn")
