@@ -5,11 +5,19 @@
     make_report(data_dir, "report/", manifest)  # python -m hms_infer report: PNG + page per row, index.html
 
 `analysis` computes the numbers (one batched pass, every head), `drawing` draws, `pages` writes the HTML, `build`
-puts them together. Nothing else in hms_infer imports this package, so `predict` and kernel.py never need matplotlib.
+puts them together; `evaluation_page` and `evaluation_figures` are the `evaluate` command's page and figures.
+Nothing else in hms_infer imports this package, so `predict` and kernel.py never need matplotlib; the names below
+are imported on first use, so the modules that do not draw (`pages`, `evaluation_page`) work without it.
 """
-from .analysis import Report, RowInputs, RowReport, analyse, row_inputs, select_rows
-from .build import make_report, parse_rows
-from .drawing import draw, figure
+from importlib import import_module
 
-__all__ = ["Report", "RowInputs", "RowReport", "analyse", "row_inputs", "select_rows", "make_report", "parse_rows",
-           "draw", "figure"]
+_SOURCES = {"Report": "analysis", "RowInputs": "analysis", "RowReport": "analysis", "analyse": "analysis",
+            "row_inputs": "analysis", "select_rows": "analysis", "make_report": "build", "parse_rows": "build",
+            "draw": "drawing", "figure": "drawing"}
+__all__ = list(_SOURCES)
+
+
+def __getattr__(name: str):
+    if name not in _SOURCES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_SOURCES[name]}", __name__), name)
