@@ -5,7 +5,8 @@
     ens = hms_infer.Ensemble.from_manifest("weights_manifest.yaml", device="cuda")
 
 More, each the API of a command: `hms_infer.report.figure` / `make_report` (report), `hms_infer.fitweights.fit_weights`
-(fit-weights), `hms_infer.pseudo_labels.pseudo_labels` (pseudo-labels), `hms_infer.parity`, `hms_infer.bench`.
+(fit-weights), `hms_infer.pseudo_labels.pseudo_labels` (pseudo-labels), `hms_infer.parity`, `hms_infer.bench`,
+`hms_infer.evaluate` (evaluate: a dict; `hms_infer.tasks.evaluate.summary_frame` makes a DataFrame of it).
 """
 from .constants import CLASSES, SUBMISSION_HEADER, VIEWS
 from .data import Competition
@@ -13,9 +14,10 @@ from .ensemble import Ensemble, blend, predict
 from .errors import HMSInputError
 from .manifest import Manifest, Member, load_manifest
 from .models import PRESETS, ArchConfig, HMSModel, create_model
+from .tasks.evaluate import evaluate
 
 __version__ = "0.3.0"
 __all__ = [
     "CLASSES", "SUBMISSION_HEADER", "VIEWS", "Competition", "Ensemble", "blend", "predict", "HMSInputError",
-    "Manifest", "Member", "load_manifest", "PRESETS", "ArchConfig", "HMSModel", "create_model",
+    "Manifest", "Member", "load_manifest", "PRESETS", "ArchConfig", "HMSModel", "create_model", "evaluate",
 ]
