@@ -63,13 +63,13 @@ def intervals(result: dict) -> Figure:
     _errorbars(right, labels, [p["kl_diff"] for p in pairs], [p["ci"] for p in pairs], "#1f77b4", -0.12, "all rows")
     _errorbars(right, labels, [p["kl_diff_min_votes"] for p in pairs], [p["ci_min_votes"] for p in pairs], "#d62728",
                0.12, f">= {n} votes")
-    for y, p in enumerate(pairs):
-        if p["p_a_better"] is not None:
-            right.annotate(f"a better in {p['p_a_better']:.1%}", (1, y), xycoords=("axes fraction", "data"),
-                           xytext=(-4, 0), textcoords="offset points", ha="right", va="center", fontsize=7)
     right.axvline(0, color="k", lw=0.8)
     right.set_yticks(range(len(labels)), labels, fontsize=8)
     right.invert_yaxis()
+    shares = right.twinx()  # the share of resamples in which a is better, beside each pair
+    shares.set_ylim(right.get_ylim())
+    shares.set_yticks(range(len(labels)), ["" if p["p_a_better"] is None else f"a better: {p['p_a_better']:.1%}"
+                                           for p in pairs], fontsize=7)
     right.set_xlabel("KL of a - KL of b (< 0: a is better)")
     right.set_title("each pair on the same resamples (paired interval)", fontsize=10)
     return fig
@@ -86,7 +86,7 @@ def vote_buckets(result: dict) -> Figure:
         ax.bar(x - 0.4 + width * (k + 0.5), [_f(s["vote_buckets"][b]["kl"]) for b in buckets], width,
                label=short(name, 18))
     rows = next(iter(sets.values()))["vote_buckets"]  # every set is scored on the same rows
-    ax.set_xticks(x, [f"{b} votes\n{rows[b]['rows']} rows" for b in buckets], fontsize=8)
+    ax.set_xticks(x, [f"{b} vote{'' if b == '1' else 's'}\n{rows[b]['rows']} rows" for b in buckets], fontsize=8)
     ax.set_ylabel("KL divergence")
     ax.set_title("KL by the row's total expert votes", fontsize=10)
     ax.legend(fontsize=8, ncols=min(4, len(sets)))

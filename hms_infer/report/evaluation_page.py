@@ -172,8 +172,8 @@ def _worst(result: dict) -> str:
                                 for c in SUBMISSION_CLASSES)]))
         header = ["label_id", "eeg_id", "KL", *(f"{c} votes" for c in SUBMISSION_CLASSES), *SUBMISSION_CLASSES]
         parts.append(_table(f"{name}: the {len(rows)} rows of highest KL", header, rows, f"worst-{i}")
-                     + f"<p>Draw them (DATA: the competition folder, MANIFEST: the set's models):</p>"
-                       f"<pre><code>{html.escape(s['report_command'])}</code></pre>")
+                     + f"<p>Draw them (DATA: the competition folder, MANIFEST: the set's models):<br>"
+                       f"<code>{html.escape(s['report_command'])}</code></p>")
     return "\n".join(parts)
 
 
