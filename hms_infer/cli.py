@@ -322,10 +322,10 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
                    help="training table with label_id, eeg_id, the six vote columns (counts); fold, patient_id used "
                         "where present")
     for flag, layout, metavar, what in (
-            ("--preds", "preds", "NAME=DIR", "saved OOF logits in the training layout DIR/<label_id>/pred_<seed>.npy"),
+            ("--preds", "preds", "NAME=DIR", "OOF logits in the training layout DIR/<label_id>/pred_<seed>.npy"),
             ("--oof", "oof", "NAME=CSV", "OOF logits as a CSV with label_id and logit_<class> columns"),
-            ("--submission", "submission", "NAME=CSV", "probabilities as a CSV with label_id and the six *_vote columns"),
-            ("--pseudo", "pseudo", "NAME=PARQUET", "the pseudo-labels' Parquet twin (label_id, the six *_vote columns)")):
+            ("--submission", "submission", "NAME=CSV", "probabilities: a CSV with label_id and the six *_vote columns"),
+            ("--pseudo", "pseudo", "NAME=PARQUET", "the pseudo-labels' Parquet twin (label_id, six *_vote columns)")):
         p.add_argument(flag, dest="sets", action="append", default=[], metavar=metavar,
                        type=lambda s, flag=flag, layout=layout: (layout, *_group(s, flag)), help=f"a set: {what}")
     p.add_argument("--seed", type=int, default=None, help="the seed in pred_<seed>.npy (with --preds)")

@@ -137,8 +137,8 @@ def vote_totals(solution: pd.DataFrame, name: str = "solution") -> np.ndarray:
     bad = ((votes < 0) | (votes % 1 != 0)).any(axis=1)
     if bad.any():
         i = _first(bad)
-        raise HMSInputError(f"counting votes needs vote counts (non-negative whole numbers): {_where(name, solution, i)} "
-                            f"has {votes[i].tolist()}")
+        raise HMSInputError(f"counting votes needs vote counts (non-negative whole numbers): "
+                            f"{_where(name, solution, i)} has {votes[i].tolist()}")
     return votes.sum(axis=1)
 
 

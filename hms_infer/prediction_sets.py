@@ -27,7 +27,8 @@ from .data import read_csv, read_table
 from .ensemble import blend
 from .errors import HMSInputError
 from .metric import EPSILON
-from .parity import integer_column, read_oof, read_preds_dir
+from .fitweights import read_groups
+from .parity import integer_column
 
 log = logging.getLogger(__name__)
 LOGIT_LAYOUTS = ("preds", "oof")
@@ -90,12 +91,7 @@ def _unique(df: pd.DataFrame, path: str | Path) -> None:
 def read_set(layout: str, name: str, path: str | Path, seed: int | None = None) -> PredictionSet:
     """One prediction set in `layout` (see the module docstring); `seed` is the `pred_<seed>.npy` of `preds`."""
     if layout in LOGIT_LAYOUTS:
-        if layout == "preds" and seed is None:
-            raise HMSInputError(f"--preds {name}={path} needs --seed (the files are DIR/<label_id>/pred_<seed>.npy)")
-        saved = read_preds_dir(path, seed) if layout == "preds" else read_oof(path)
-        if not saved:
-            what = f"no <label_id>/pred_{seed}.npy file (check the folder and --seed)" if layout == "preds" else "no rows"
-            raise HMSInputError(f"{path}: {what}; set {name} has no predictions")
+        saved = read_groups([(layout, name, path)], seed)[name]  # `parity`'s readers; needs seed, some rows
         return PredictionSet(name, layout, str(path), np.fromiter(saved, np.int64, len(saved)),
                              np.stack(list(saved.values())))
     if layout not in LAYOUTS:

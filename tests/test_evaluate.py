@@ -171,8 +171,8 @@ def test_worst_rows_and_the_report_command(small):
         assert list(w["votes"].values()) == VOTES[i] and list(w["probabilities"].values()) == PROBS[i]
     assert worst[0]["label_id"] == 306  # 10 seizure and 9 other votes, predicted .25 and .2
     ids = " ".join(str(w["eeg_id"]) for w in worst)
-    assert small["set"]["report_command"] == (f"python -m hms_infer report --split train --data-dir DATA --eeg-id {ids} "
-                                              f"--manifest MANIFEST --out worst_s")
+    assert small["set"]["report_command"] == (f"python -m hms_infer report --split train --data-dir DATA "
+                                              f"--eeg-id {ids} --manifest MANIFEST --out worst_s")
     top = evaluate(table=small["table"], sets=[("submission", "a b", small["sub"])], worst=2, bootstrap=0,
                    progress=False)["sets"]["a b"]
     assert [w["label_id"] for w in top["worst_rows"]] == [306, 307]
@@ -219,7 +219,8 @@ def synthetic_sets(tmp_path: Path, n: int = 600, patients: int = 150, seed: int 
     table.to_csv(tmp_path / "train.csv", index=False)
     logits = {"good": z + rng.normal(0, 0.3, z.shape), "noise": rng.normal(0, 1.5, z.shape),
               "twin_a": z + rng.normal(0, 1.0, z.shape), "twin_b": z + rng.normal(0, 1.0, z.shape)}
-    return tmp_path / "train.csv", {k: write_oof(tmp_path / f"{k}.csv", table["label_id"], v) for k, v in logits.items()}
+    files = {k: write_oof(tmp_path / f"{k}.csv", table["label_id"], v) for k, v in logits.items()}
+    return tmp_path / "train.csv", files
 
 
 def test_paired_bootstrap_tells_informative_from_noise_and_not_equals(tmp_path):

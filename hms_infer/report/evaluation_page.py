@@ -66,8 +66,9 @@ def _summary(result: dict) -> str:
     for name, s in result["sets"].items():
         k = f"sets/{name}"
         rows.append(({"data-set": name}, [
-            _text(name), _text(s["layout"]), _number(f"{k}/rows", s["rows"]), _number(f"{k}/rows_total", s["rows_total"]),
-            _number(f"{k}/kl", s["kl"]), *_interval(f"{k}/kl_ci", s["kl_ci"]),
+            _text(name), _text(s["layout"]), _number(f"{k}/rows", s["rows"]),
+            _number(f"{k}/rows_total", s["rows_total"]), _number(f"{k}/kl", s["kl"]),
+            *_interval(f"{k}/kl_ci", s["kl_ci"]),
             _number(f"{k}/rows_min_votes", s["rows_min_votes"]), _number(f"{k}/kl_min_votes", s["kl_min_votes"]),
             *_interval(f"{k}/kl_min_votes_ci", s["kl_min_votes_ci"])]))
     return _table("the sets side by side (KL: the competition's KL divergence; low / high: the bootstrap interval)",
@@ -180,7 +181,8 @@ def _worst(result: dict) -> str:
 def evaluation_page(result: dict, figures: Mapping[str, bytes] | None) -> str:
     """The page of an evaluation `result` (the JSON's dict); `figures`: {name in FIGURES: PNG bytes}, or None."""
     title = f"hms_infer evaluate: {result['table']}"
-    totals = ", ".join(f"{html.escape(name)} {_span(f'rows_total/{name}', n)}" for name, n in result["rows_total"].items())
+    totals = ", ".join(f"{html.escape(name)} {_span(f'rows_total/{name}', n)}"
+                       for name, n in result["rows_total"].items())
     level = result["ci_percentiles"]
     intro = (f"<h1>{html.escape(title)}</h1><p>{_span('rows_common', result['rows_common'])} rows that every set "
              f"predicted (rows per set: {totals}; the table has {_span('rows_table', result['rows_table'])}). "
