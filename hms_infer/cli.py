@@ -328,7 +328,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
             ("--pseudo", "pseudo", "NAME=PARQUET", "the pseudo-labels' Parquet twin (label_id, six *_vote columns)")):
         p.add_argument(flag, dest="sets", action="append", default=[], metavar=metavar,
                        type=lambda s, flag=flag, layout=layout: (layout, *_group(s, flag)), help=f"a set: {what}")
-    p.add_argument("--seed", type=int, default=None, help="the seed in pred_<seed>.npy (with --preds)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="the seed in pred_<seed>.npy (with --preds; the bootstrap's is --bootstrap-seed)")
     p.add_argument("--blend", nargs="?", const="prob", default=None, choices=["prob", "logit"],
                    help="also the sets' equal blend, named 'blend' (prob, the default, or logit space; probability "
                         "sets enter the logit blend as log-probabilities)")

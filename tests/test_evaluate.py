@@ -287,8 +287,11 @@ class Numbers(HTMLParser):
 
 
 def lookup(result: dict, key: str):
+    """The JSON value at a page's `data-key`; None inside a null (an interval that is null as a whole)."""
     node = result
     for part in key.split("/"):
+        if node is None:
+            return None
         node = node[int(part)] if isinstance(node, list) else node[part]
     return node
 
@@ -460,6 +463,13 @@ def test_documented_fallbacks_are_logged(tmp_path, caplog):
     none = evaluate(table=table, sets=[("submission", "six", six)], min_votes=50, bootstrap=20, progress=False)
     assert none["sets"]["six"]["kl_min_votes"] is None and none["sets"]["six"]["kl_min_votes_ci"] is None
     assert none["sets"]["six"]["rows_min_votes"] == 0
+    # no intervals at all (--bootstrap 0): nulls in the JSON, '-' on the page
+    bare = evaluate(table=table, sets=[("submission", "six", six)], min_votes=50, bootstrap=0, out=tmp_path / "o",
+                    progress=False)
+    assert bare["sets"]["six"]["kl_ci"] is None and "no intervals" in (tmp_path / "o" / "summary.txt").read_text()
+    empty = [key for key, value in Numbers((tmp_path / "o" / "index.html").read_text()).numbers if value == ""]
+    assert "sets/six/kl_ci/0" in empty and "sets/six/kl_min_votes" in empty
+    assert all(lookup(bare, key) is None for key in empty)
 
 
 def test_the_performance_target_100k_rows_8_sets_1000_resamples(tmp_path):

@@ -278,9 +278,10 @@ def pairs_frame(result: dict) -> pd.DataFrame:
 def format_summary(result: dict) -> str:
     """The text table: the sets side by side, then the pairs."""
     level = f"{result['ci_percentiles'][1] - result['ci_percentiles'][0]:g}%"
+    intervals = (f"intervals: {level}, {result['bootstrap']} group-bootstrap resamples" if result["bootstrap"]
+                 else "no intervals (--bootstrap 0)")
     head = (f"{result['table']}: {result['rows_common']} rows (every set's), {result['groups_count']} "
-            f"{result['groups']} groups; intervals: {level}, {result['bootstrap']} group-bootstrap resamples; "
-            f"min_votes {result['min_votes']}")
+            f"{result['groups']} groups; {intervals}; min_votes {result['min_votes']}")
     lines = [head, summary_frame(result).to_string(float_format=lambda x: f"{x:.6f}")]
     if result["pairs"]:
         lines += ["pairs (kl_diff = KL of a - KL of b; p_a_better: share of resamples with a better)",
