@@ -103,10 +103,11 @@ def evaluate(*, table: str | Path, sets: Sequence[tuple[str, str, str | Path]], 
     }
     result["pairs"] = _pairs(result["sets"], intervals)
     result["seconds"] = round(time.perf_counter() - t0, 3)
-    if out is not None:
-        write_text_atomic(out / JSON_NAME, json.dumps(result, indent=2) + "\n")
-        write_text_atomic(out / TEXT_NAME, format_summary(result) + "\n")
-        write_text_atomic(out / PAGE_NAME, _page(result))
+    if out is not None:  # everything made before anything is written: the three files always agree
+        texts = {JSON_NAME: json.dumps(result, indent=2) + "\n", TEXT_NAME: format_summary(result) + "\n",
+                 PAGE_NAME: _page(result)}
+        for name, text in texts.items():
+            write_text_atomic(out / name, text)
     return result
 
 
