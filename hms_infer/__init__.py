@@ -3,6 +3,7 @@
     import hms_infer
     frame = hms_infer.predict("test_dir", out="submission.csv", manifest="weights_manifest.yaml")
     ens = hms_infer.Ensemble.from_manifest("weights_manifest.yaml", device="cuda")
+    result = hms_infer.evaluate(table="train_folds.csv", sets=[("oof", "cfg_1", "cfg_1_oof.csv")])
 
 Every command has its API function in `hms_infer.tasks` (`hms_infer.tasks.parity.parity`,
 `hms_infer.tasks.fit_weights.fit_weights`, `hms_infer.tasks.report.make_report`, ...); `hms_infer.report.figure`
@@ -17,10 +18,12 @@ from .manifest import Manifest, Member, load_manifest
 from .models import PRESETS, ArchConfig, HMSModel, create_model
 from .montage import VIEWS
 from .options import RunOptions
+from .tasks.evaluate import evaluate
 from .tasks.predict import predict
 
 __version__ = "0.4.0"
 __all__ = [
-    "CLASSES", "SUBMISSION_HEADER", "VIEWS", "Competition", "Ensemble", "blend", "predict", "HMSInputError",
-    "Manifest", "Member", "load_manifest", "PRESETS", "ArchConfig", "HMSModel", "create_model", "RunOptions",
+    "CLASSES", "SUBMISSION_HEADER", "VIEWS", "Competition", "Ensemble", "blend", "predict", "evaluate",
+    "HMSInputError", "Manifest", "Member", "load_manifest", "PRESETS", "ArchConfig", "HMSModel", "create_model",
+    "RunOptions",
 ]

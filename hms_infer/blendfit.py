@@ -70,9 +70,11 @@ def _unpack(x: torch.Tensor, groups: int, how: str, temperature: bool, fixed: to
 
 
 def fit(logits: torch.Tensor, targets: np.ndarray, how: str = "prob", temperature: bool = False,
-        fixed_temperatures: Sequence[float] | None = None) -> Fit:
+        fixed_temperatures: Sequence[float] | None = None, row_weights: np.ndarray | None = None) -> Fit:
     """Weights (and, with `temperature`, temperatures) minimising the KL of the blend of (G, N, V, 6) logits
-    against (N, 6) targets; without `temperature` the groups keep `fixed_temperatures` (default 1)."""
+    against (N, 6) targets; without `temperature` the groups keep `fixed_temperatures` (default 1). `row_weights`
+    (N,): minimise the weighted mean of the rows' KL instead (e.g. each row's total votes); `Fit.score` is the
+    competition's (unweighted) KL either way."""
     groups = logits.shape[0]
     logits = logits.double()
     fixed = torch.as_tensor(fixed_temperatures if fixed_temperatures is not None else [1.0] * groups,
@@ -83,13 +85,13 @@ def fit(logits: torch.Tensor, targets: np.ndarray, how: str = "prob", temperatur
     def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
         params = torch.tensor(x, dtype=torch.float64, requires_grad=True)
         w, t = _unpack(params, groups, how, temperature, fixed)
-        loss = kl_divergence(targets, blend_probs(logits, w, how, t))
+        loss = kl_divergence(targets, blend_probs(logits, w, how, t), weights=row_weights)
         loss.backward()
         return loss.item(), params.grad.numpy().copy()
 
     starts = [np.zeros(groups + n_t)]
     if temperature:  # not convex: also start from the weights-only optimum (a convex problem in the weights)
-        alone = fit(logits, targets, how, False, fixed_temperatures=[1.0] * groups)
+        alone = fit(logits, targets, how, False, fixed_temperatures=[1.0] * groups, row_weights=row_weights)
         starts.append(np.concatenate([np.log(np.maximum(alone.weights, 1e-300)).clip(*bounds[0]), np.zeros(n_t)]))
     best = None
     with one_thread():
@@ -107,16 +109,19 @@ def fit(logits: torch.Tensor, targets: np.ndarray, how: str = "prob", temperatur
 
 def cross_validate(logits: torch.Tensor, targets: np.ndarray, folds: np.ndarray, how: str = "prob",
                    temperature: bool = False, fixed_temperatures: Sequence[float] | None = None,
-                   on_fold: Callable[[int], object] | None = None) -> tuple[float, dict[int, Fit], np.ndarray]:
+                   on_fold: Callable[[int], object] | None = None, row_weights: np.ndarray | None = None
+                   ) -> tuple[float, dict[int, Fit], np.ndarray]:
     """Per fold f of (N,) `folds`: fit on the other folds, predict f. Returns the KL of the concatenated held-out
     predictions over all N rows, each fold's fit (its `score`: the KL on its held-out rows) and the (N, 6)
-    held-out probabilities. `on_fold(f)` is called after each fold (a progress bar)."""
+    held-out probabilities. `on_fold(f)` is called after each fold (a progress bar). `row_weights` (N,): each
+    fold's fit minimises the weighted KL (`fit`); the scores stay unweighted."""
     held_out = np.zeros(targets.shape)
     fits = {}
     for f in sorted(set(folds.tolist())):
         test = folds == f
         train = torch.from_numpy(~test)
-        part = fit(logits[:, train], targets[~test], how, temperature, fixed_temperatures)
+        part = fit(logits[:, train], targets[~test], how, temperature, fixed_temperatures,
+                   None if row_weights is None else row_weights[~test])
         probs = blend_probs(logits[:, torch.from_numpy(test)], part.weights, how, part.temperatures).numpy()
         held_out[test] = probs
         fits[f] = Fit(part.weights, part.temperatures, kl_divergence(targets[test], probs))

@@ -11,12 +11,13 @@ import argparse
 import logging
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__
-from .constants import BLENDS, PRECISIONS
+from .constants import BLENDS, BOOTSTRAP_RESAMPLES, MIN_VOTES, PRECISIONS, WORST_ROWS
 from .errors import HMSInputError
 from .manifest import default_manifest_path
 from .montage import VIEWS
@@ -187,11 +188,17 @@ def _demo(args: argparse.Namespace) -> int:
 def _score_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--solution", type=Path, required=True, help="CSV with eeg_id and the six *_vote columns (votes)")
     p.add_argument("--submission", type=Path, required=True, help="submission CSV, rows in the solution's order")
+    p.add_argument("--min-votes", type=int, default=None, metavar="N",
+                   help="also the score on the rows with at least N total votes (the solution must hold vote counts)")
 
 
 def _score(args: argparse.Namespace) -> int:
     from .tasks.score import score
-    print(f"score {score(solution=args.solution, submission=args.submission):.6f}")
+    result = score(solution=args.solution, submission=args.submission, min_votes=args.min_votes)
+    if args.min_votes is not None:
+        print(f"score_min_votes {result['score_min_votes']:.6f} ({result['rows_min_votes']} of {result['rows']} rows "
+              f"have >= {args.min_votes} votes)")
+    print(f"score {result['score']:.6f}")
     return 0
 
 
@@ -241,6 +248,10 @@ def _fit_weights_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--out", type=Path, required=True, help="the fitted manifest to write (atomically)")
     p.add_argument("--blend", choices=BLENDS, default=None, help="blend space (default: the manifest's)")
     p.add_argument("--temperature", action="store_true", help="also fit one temperature per group")
+    p.add_argument("--min-votes", type=int, default=None, metavar="N",
+                   help="fit and score on the rows with at least N total votes only")
+    p.add_argument("--vote-weighted", action="store_true",
+                   help="weight each row's KL by its total votes in the objective (as the training loss did)")
     p.add_argument("--report", type=Path, default=None, help="JSON report to write (atomically)")
 
 
@@ -248,7 +259,50 @@ def _fit_weights(args: argparse.Namespace) -> int:
     from .tasks.fit_weights import fit_weights
     from .training import read_groups
     fit_weights(table=args.table, groups=read_groups(args.groups, args.seed), manifest=args.manifest, out=args.out,
-                blend=args.blend, temperature=args.temperature, report_path=args.report)
+                blend=args.blend, temperature=args.temperature, report_path=args.report, min_votes=args.min_votes,
+                vote_weighted=args.vote_weighted)
+    return 0
+
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--table", type=Path, required=True,
+                   help="training table with label_id, eeg_id, the six vote columns (counts); fold, patient_id used "
+                        "where present")
+    for flag, layout, metavar, what in (
+            ("--preds", "preds", "NAME=DIR", "OOF logits in the training layout DIR/<label_id>/pred_<seed>.npy"),
+            ("--oof", "oof", "NAME=CSV", "OOF logits as a CSV with label_id and logit_<class> columns"),
+            ("--submission", "submission", "NAME=CSV", "probabilities: a CSV with label_id and the six *_vote columns"),
+            ("--pseudo", "pseudo", "NAME=PARQUET", "the pseudo-labels' Parquet twin (label_id, six *_vote columns)")):
+        p.add_argument(flag, dest="sets", action="append", default=[], metavar=metavar, type=_group(layout, flag),
+                       help=f"a set: {what}")
+    p.add_argument("--seed", type=int, default=None,
+                   help="the seed in pred_<seed>.npy (with --preds; the bootstrap's is --bootstrap-seed)")
+    p.add_argument("--blend", nargs="?", const="prob", default=None, choices=BLENDS,
+                   help="also the sets' equal blend, named 'blend' (prob, the default, or logit space; probability "
+                        "sets enter the logit blend as log-probabilities)")
+    p.add_argument("--min-votes", type=int, default=MIN_VOTES, metavar="N",
+                   help=f"the 'many votes' rows: at least N total votes (default {MIN_VOTES})")
+    p.add_argument("--groups", choices=["patient_id", "eeg_id"], default=None,
+                   help="bootstrap groups (default: patient_id where the table has it, else eeg_id)")
+    p.add_argument("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES, metavar="B",
+                   help=f"group-bootstrap resamples (default {BOOTSTRAP_RESAMPLES}; 0: no intervals)")
+    p.add_argument("--bootstrap-seed", type=int, default=0, help="the bootstrap's random seed (default 0)")
+    p.add_argument("--worst", type=int, default=WORST_ROWS, metavar="N",
+                   help=f"rows of highest KL listed per set (default {WORST_ROWS})")
+    p.add_argument("--out", type=Path, required=True, help="folder for evaluation.json, summary.txt, index.html")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .tasks.evaluate import evaluate, format_summary
+    t0 = time.perf_counter()
+    result = evaluate(table=args.table, sets=args.sets, out=args.out, seed=args.seed, blend=args.blend,
+                      min_votes=args.min_votes, groups=args.groups, bootstrap=args.bootstrap,
+                      bootstrap_seed=args.bootstrap_seed, worst=args.worst)
+    print(format_summary(result))
+    n, sets, dt = result["rows_common"], len(result["sets"]), time.perf_counter() - t0  # the page's figures too
+    print(f"hms_infer evaluate: {n} rows x {sets} sets, {result['bootstrap']} resamples of {result['groups_count']} "
+          f"{result['groups']} groups in {dt:.1f} s ({n * sets / max(dt, 1e-9):.0f} rows/s) -> "
+          f"{args.out / 'index.html'}, {args.out / 'evaluation.json'}")
     return 0
 
 
@@ -388,6 +442,10 @@ COMMANDS: dict[str, Command] = {
                            _fit_weights_args, _fit_weights,
                            "python -m hms_infer fit-weights --table train_folds.csv --oof cfg_1=cfg_1_oof.csv "
                            "--oof cfg_5=cfg_5_oof.csv --manifest weights/weights_manifest.yaml -o weights/FITTED.yaml"),
+    "evaluate": Command("vote-aware scores of prediction sets: group-bootstrap intervals, paired comparisons, a page",
+                        _evaluate_args, _evaluate,
+                        "python -m hms_infer evaluate --table train_folds.csv --oof cfg_1=cfg_1_oof.csv "
+                        "--oof cfg_5=cfg_5_oof.csv --blend --out evaluation/"),
     "pseudo-labels": Command("out-of-fold noisy-student labels for the training code (oof_noisy_student.pkl)",
                              _pseudo_labels_args, _pseudo_labels,
                              "python -m hms_infer pseudo-labels --data-dir hms --table train_folds.csv "

@@ -55,3 +55,12 @@ REPORT_DPI = 100
 TTA_DROP_ORDER: tuple[str, ...] = ("lrfb", "fb", "lr")
 KAGGLE_TIME_BUDGET_S = 8 * 3600.0
 BUDGET_STEADY_BATCHES = 2
+# Evaluation (`evaluate`, evaluation.py): total-vote buckets (inclusive lower, upper bounds; None: no upper bound),
+# the default vote threshold (the 15th-place team's CV used the rows with >= 10 votes), equal-width calibration
+# bins on [0, 1], bootstrap resamples and the percentile interval, the worst rows listed per set.
+VOTE_BUCKETS: tuple[tuple[int, int | None], ...] = ((1, 1), (2, 2), (3, 5), (6, 9), (10, 19), (20, None))
+MIN_VOTES = 10
+CALIBRATION_BINS = 10
+BOOTSTRAP_RESAMPLES = 1000
+CI_PERCENTILES = (2.5, 97.5)
+WORST_ROWS = 20

@@ -16,21 +16,37 @@ from .errors import HMSInputError
 EPSILON = 1e-15
 
 
-def kl_divergence(y: np.ndarray, p: np.ndarray | torch.Tensor, epsilon: float = EPSILON) -> float | torch.Tensor:
+def kl_terms(y: np.ndarray, p: np.ndarray, epsilon: float = EPSILON) -> np.ndarray:
+    """(N, K) targets y, (N, K) predictions p -> (N, K) terms y * log(y / p): p clipped to [epsilon, 1 - epsilon],
+    0 where y == 0. A row's KL is its sum; `kl_divergence` is the mean of those sums."""
+    y = np.asarray(y, dtype=np.float64)
+    p = np.clip(np.asarray(p, dtype=np.float64), epsilon, 1 - epsilon)
+    ratio = np.divide(y, p, out=np.ones_like(y), where=y > 0)  # terms with y == 0: 0 * log(1) = 0
+    return y * np.log(ratio)
+
+
+def kl_divergence(y: np.ndarray, p: np.ndarray | torch.Tensor, epsilon: float = EPSILON,
+                  weights: np.ndarray | None = None) -> float | torch.Tensor:
     """(N, K) target probabilities y, (N, K) predicted probabilities p -> mean over rows of sum(y * log(y / p)).
 
     p is clipped to [epsilon, 1 - epsilon]; terms with y == 0 count 0. No validation: see `score`. A torch `p`
-    gives a 0-d float64 tensor differentiable in p: `fit` minimises this very function.
+    gives a 0-d float64 tensor differentiable in p: `fit` minimises this very function. `weights` (N,), non-negative:
+    the weighted mean sum(w * kl) / sum(w) of the rows' KL instead (e.g. each row's total votes).
     """
     y = np.asarray(y, dtype=np.float64)
     if isinstance(p, torch.Tensor):
         y = torch.from_numpy(y).to(p.device)
         ratio = torch.where(y > 0, y / p.double().clip(epsilon, 1 - epsilon), 1.0)
-        return (y * ratio.log()).sum(1).mean()
-    p = np.clip(np.asarray(p, dtype=np.float64), epsilon, 1 - epsilon)
-    ratio = np.divide(y, p, out=np.ones_like(y), where=y > 0)  # terms with y == 0: 0 * log(1) = 0
-    kl = (y * np.log(ratio)).sum(1).mean()
-    return float(kl)
+        rows = (y * ratio.log()).sum(1)
+        if weights is None:
+            return rows.mean()
+        w = torch.as_tensor(np.asarray(weights, dtype=np.float64), device=p.device)
+        return (w * rows).sum() / w.sum()
+    rows = kl_terms(y, p, epsilon).sum(1)
+    if weights is None:
+        return float(rows.mean())
+    w = np.asarray(weights, dtype=np.float64)
+    return float((w * rows).sum() / w.sum())
 
 
 def _where(name: str, frame: pd.DataFrame, i: int) -> str:
@@ -112,3 +128,29 @@ def score(solution: pd.DataFrame, submission: pd.DataFrame, epsilon: float = EPS
     _require_columns(submission, "submission")
     check_rows_match(solution, submission)
     return kl_divergence(solution_probabilities(solution), submission_probabilities(submission), epsilon)
+
+
+def vote_totals(solution: pd.DataFrame, name: str = "solution") -> np.ndarray:
+    """(N,) each row's total expert votes; the six vote columns must hold counts (non-negative whole numbers).
+    Errors name the frame `name` and the row."""
+    votes = _values(solution, name)
+    bad = ((votes < 0) | (votes % 1 != 0)).any(axis=1)
+    if bad.any():
+        i = _first(bad)
+        raise HMSInputError(f"counting votes needs vote counts (non-negative whole numbers): "
+                            f"{_where(name, solution, i)} has {votes[i].tolist()}")
+    return votes.sum(axis=1)
+
+
+def score_min_votes(solution: pd.DataFrame, submission: pd.DataFrame, min_votes: int,
+                    epsilon: float = EPSILON) -> tuple[float, int]:
+    """Kaggle's score on the rows whose solution has at least `min_votes` total votes, and how many they are."""
+    _require_columns(solution, "solution")
+    _require_columns(submission, "submission")
+    check_rows_match(solution, submission)
+    totals = vote_totals(solution)
+    keep = totals >= min_votes
+    if not keep.any():
+        raise HMSInputError(f"no solution row has at least {min_votes} votes (the most is {int(totals.max())})")
+    y, p = solution_probabilities(solution), submission_probabilities(submission)  # every row checked
+    return kl_divergence(y[keep], p[keep], epsilon), int(keep.sum())

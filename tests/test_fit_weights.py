@@ -338,3 +338,103 @@ def test_clear_errors(fitted_case, capsys, tmp_path):
     (tmp_path / "badt.yaml").write_text(yaml.safe_dump(d))
     err = _error([str(tmp_path / "badt.yaml") if x == str(fitted_case["manifest"]) else x for x in base], capsys)
     assert "member 1 (b): temperature must be a positive finite number, got -2" in err
+
+
+PLAIN_REPORT_KEYS = {"rows", "blend", "temperature_fitted", "weights", "temperatures", "score_equal", "score_single",
+                     "score_fitted", "score_cv", "folds", "groups", "manifest", "out", "seconds"}
+
+
+def vote_oof(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """A training table whose rows have 1-20 votes drawn from softmax(z); group `many` predicts z well on the rows
+    with >= 10 votes and is noise on the others, group `few` the reverse. Returns the table, (n,) total votes,
+    (n, 6) targets (`VOTE_COLUMNS` order) and the groups' logits."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 1.5, (n, 6))
+    totals = rng.integers(1, 21, n)
+    votes = np.stack([rng.multinomial(t, p) for t, p in zip(totals, softmax(z, axis=1))])
+    table = pd.DataFrame({"eeg_id": 1000 + np.arange(n), "spectrogram_id": 7000 + np.arange(n),
+                          "label_id": 5000 + np.arange(n), "fold": np.arange(n) % 4})
+    for j, c in enumerate(CLASSES):
+        table[f"{c}_vote"] = votes[:, j]
+    many = (totals >= 10)[:, None]
+    good, noise = z + rng.normal(0, 0.4, z.shape), rng.normal(0, 1.5, z.shape)
+    logits = {"many": np.where(many, good, noise), "few": np.where(many, rng.normal(0, 1.5, z.shape),
+                                                                   z + rng.normal(0, 0.4, z.shape))}
+    return table, totals, targets_of(table), logits
+
+
+@pytest.mark.parametrize("how", ["prob", "logit"])
+def test_vote_weighted_fit_minimises_the_vote_weighted_kl(how):
+    """Against a fine grid search of the weighted objective mean(votes * KL) / mean(votes); the unweighted
+    optimum is elsewhere, so the weights matter."""
+    table, totals, y, logits = vote_oof(1500, seed=11)
+    a, b = logits["many"], logits["few"]
+    order = list(SUBMISSION_ORDER)
+    grid = np.arange(0, 1 + 1e-9, 1e-4)
+    blends = [(w * softmax(a, 1) + (1 - w) * softmax(b, 1) if how == "prob" else softmax(w * a + (1 - w) * b, 1))
+              [:, order] for w in grid]
+    weighted = [kl_divergence(y, p, weights=totals) for p in blends]
+    plain = [kl_divergence(y, p) for p in blends]
+    best = grid[int(np.argmin(weighted))]
+    assert 0.05 < best < 0.95 and best > grid[int(np.argmin(plain))] + 0.05  # votes pull towards `many`
+    got = fit(torch.from_numpy(np.stack([a, b]))[:, :, None], y, how, row_weights=totals)
+    assert got.weights[0] == pytest.approx(best, abs=1e-3)
+    p = (got.weights[0] * softmax(a, 1) + got.weights[1] * softmax(b, 1) if how == "prob"
+         else softmax(got.weights[0] * a + got.weights[1] * b, 1))[:, order]
+    assert got.score == pytest.approx(kl_divergence(y, p), rel=1e-12)  # Fit.score: the competition's KL
+
+
+def test_fit_weights_on_the_rows_with_many_votes_and_vote_weighted(tmp_path, capsys):
+    table, totals, y, logits = vote_oof(800, seed=12)
+    table.to_csv(tmp_path / "train.csv", index=False)
+    groups = as_groups(table, **logits)
+    manifest = write_manifest(tmp_path / "m.yaml", [("many", "a.pt"), ("few", "b.pt")])
+    order = list(SUBMISSION_ORDER)
+
+    def blended(w: dict, rows) -> np.ndarray:
+        return (w["many"] * softmax(logits["many"][rows], 1) + w["few"] * softmax(logits["few"][rows], 1))[:, order]
+
+    plain = fit_weights(table=tmp_path / "train.csv", groups=groups, manifest=manifest, out=tmp_path / "plain.yaml", progress=False)
+    assert set(plain) == PLAIN_REPORT_KEYS  # without the new options: the report as before
+    assert "Vote-aware" not in (tmp_path / "plain.yaml").read_text()
+
+    many = fit_weights(table=tmp_path / "train.csv", groups=groups, manifest=manifest, out=tmp_path / "many.yaml", progress=False,
+                       min_votes=10)
+    keep = totals >= 10
+    assert many["rows"] == keep.sum() and many["rows_before_min_votes"] == 800 and many["min_votes"] == 10
+    assert many["vote_weighted"] is False and "score_cv_vote_weighted" not in many
+    assert sum(v["rows"] for v in many["folds"].values()) == keep.sum()
+    assert many["weights"]["many"] > 0.9 > plain["weights"]["many"]
+    assert many["score_fitted"] == pytest.approx(kl_divergence(y[keep], blended(many["weights"], keep)), rel=1e-12)
+    held_out = np.zeros((800, 6))
+    folds = table["fold"].to_numpy()
+    for f, v in many["folds"].items():
+        rows = keep & (folds == int(f))
+        held_out[rows] = blended(v["weights"], rows)
+    assert many["score_cv"] == pytest.approx(kl_divergence(y[keep], held_out[keep]), rel=1e-12)
+
+    weighted = fit_weights(table=tmp_path / "train.csv", groups=groups, manifest=manifest, out=tmp_path / "w.yaml", progress=False,
+                           vote_weighted=True)
+    assert weighted["rows"] == 800 and weighted["vote_weighted"] is True and weighted["min_votes"] is None
+    assert weighted["weights"]["many"] > plain["weights"]["many"] + 0.05
+    everything = np.ones(800, dtype=bool)
+    assert weighted["score_fitted"] == pytest.approx(kl_divergence(y, blended(weighted["weights"], everything)),
+                                                     rel=1e-12)  # unweighted, as the competition scores
+    for f, v in weighted["folds"].items():
+        rows = folds == int(f)
+        held_out[rows] = blended(v["weights"], rows)
+    assert weighted["score_cv"] == pytest.approx(kl_divergence(y, held_out), rel=1e-12)
+    assert weighted["score_cv_vote_weighted"] == pytest.approx(kl_divergence(y, held_out, weights=totals), rel=1e-12)
+
+    assert main(["fit-weights", "--table", str(tmp_path / "train.csv"), "--oof",
+                 f"many={write_oof_csv(tmp_path / 'many.csv', groups['many'])}", "--oof",
+                 f"few={write_oof_csv(tmp_path / 'few.csv', groups['few'])}", "--manifest", str(manifest),
+                 "-o", str(tmp_path / "cli.yaml"), "--min-votes", "10", "--vote-weighted"]) == 0
+    out = capsys.readouterr().out
+    assert f"the {keep.sum()} of 800 rows with >= 10 votes; objective weighted by each row's total votes" in out
+    assert "KL cross-validated, vote-weighted" in out
+    assert f"# Vote-aware: the {keep.sum()} of 800 rows with >= 10 votes" in (tmp_path / "cli.yaml").read_text()
+    assert main(["fit-weights", "--table", str(tmp_path / "train.csv"), "--oof", f"many={tmp_path / 'many.csv'}",
+                 "--oof", f"few={tmp_path / 'few.csv'}", "--manifest", str(manifest), "-o",
+                 str(tmp_path / "none.yaml"), "--min-votes", "21"]) == 2
+    assert "has 21 or more votes" in capsys.readouterr().err

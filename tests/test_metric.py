@@ -4,8 +4,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from hms_infer.cli import main
 from hms_infer.constants import VOTE_COLUMNS
@@ -113,3 +115,39 @@ def test_cli_refusal_names_row(tmp_path, capsys):
                  "--submission", write(bad, tmp_path / "sub.csv")])
     assert code == 2
     assert "submission row 1 (eeg_id 101)" in capsys.readouterr().err
+
+
+def test_kl_divergence_row_weights_and_the_unchanged_default():
+    y = [[1.0, 0.0], [0.5, 0.5], [0.25, 0.75]]
+    p = [[0.25, 0.75], [0.5, 0.5], [0.5, 0.5]]
+    rows = [math.log(4), 0.0, 0.25 * math.log(0.5) + 0.75 * math.log(1.5)]
+    assert kl_divergence(y, p, weights=[1, 3, 4]) == pytest.approx((rows[0] + 4 * rows[2]) / 8, rel=1e-12)
+    weighted = kl_divergence(y, torch.tensor(p, dtype=torch.float64), weights=[1, 3, 4])
+    assert weighted.item() == pytest.approx((rows[0] + 4 * rows[2]) / 8, rel=1e-12)
+    # the default path: the same floats as the formula it always computed
+    yy, pp = np.array(y), np.clip(np.array(p), 1e-15, 1 - 1e-15)
+    ratio = np.divide(yy, pp, out=np.ones_like(yy), where=yy > 0)
+    assert kl_divergence(y, p) == float((yy * np.log(ratio)).sum(1).mean())
+    assert kl_divergence(y, p, weights=[2, 2, 2]) == pytest.approx(kl_divergence(y, p), rel=1e-15)
+
+
+def test_cli_score_min_votes(tmp_path, capsys):
+    # SOLUTION's rows have 2 and 4 votes; a third row 12: seizure 5, grda 3, other 4
+    solution = frame(SOLUTION + [[5, 0, 0, 0, 3, 4]])
+    submission = frame(SUBMISSION + [[0.4, 0.1, 0.1, 0.1, 0.1, 0.2]])
+    row1 = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.1)
+    row2 = 5 / 12 * math.log(5 / 12 / 0.4) + 3 / 12 * math.log(3 / 12 / 0.1) + 4 / 12 * math.log(4 / 12 / 0.2)
+    args = ["score", "--solution", write(solution, tmp_path / "sol.csv"),
+            "--submission", write(submission, tmp_path / "sub.csv")]
+    assert main(args + ["--min-votes", "4"]) == 0
+    first, last = capsys.readouterr().out.splitlines()
+    assert first.startswith("score_min_votes ") and first.endswith("(2 of 3 rows have >= 4 votes)")
+    assert float(first.split()[1]) == pytest.approx((row1 + row2) / 2, abs=1e-6)
+    assert last.split()[0] == "score" and float(last.split()[1]) == pytest.approx(
+        (EXPECTED * 2 + row2) / 3, abs=1e-6)  # the usual line, last as before
+    assert main(args + ["--min-votes", "13"]) == 2
+    assert "no solution row has at least 13 votes (the most is 12)" in capsys.readouterr().err
+    fractions = frame([[0.5, 0, 0, 0, 0, 0.5], [0, 0, 0.75, 0.25, 0, 0], [1, 0, 0, 0, 0, 0]])
+    assert main(["score", "--solution", write(fractions, tmp_path / "f.csv"), "--submission", args[4],
+                 "--min-votes", "1"]) == 2
+    assert "needs vote counts (non-negative whole numbers): solution row 0" in capsys.readouterr().err

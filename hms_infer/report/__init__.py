@@ -1,14 +1,23 @@
-"""See what the models saw: the numbers and figures of the per-EEG visual report (needs matplotlib:
-`pip install hms_infer[plot]`).
+"""See what the models saw, and judge them: the numbers, figures and pages of the visual report and of `evaluate`
+(drawing needs matplotlib: `pip install hms_infer[plot]`).
 
     from hms_infer.report import figure
     figure(ensemble, competition, row)   # a matplotlib Figure: shown inline in Jupyter
 
-`analysis` computes the numbers (one batched pass, every head), `drawing` draws, `pages` writes the HTML; the
-`report` command (`hms_infer.tasks.report.make_report`) puts them together. Nothing else in the library imports this
-package, so `predict` and kernel.py never need matplotlib.
+`analysis` computes a report's numbers (one batched pass, every head), `drawing` draws, `pages` writes the HTML; the
+`report` command (`hms_infer.tasks.report.make_report`) puts them together. `evaluation_page` and
+`evaluation_figures` are the `evaluate` command's page and figures. Nothing else in the library imports this package,
+so `predict` and kernel.py never need matplotlib; the names below are imported on first use, so the modules that do
+not draw (`pages`, `evaluation_page`) work without it.
 """
-from .analysis import Report, RowInputs, RowReport, analyse, row_inputs, select_rows
-from .drawing import draw, figure
+from importlib import import_module
 
-__all__ = ["Report", "RowInputs", "RowReport", "analyse", "row_inputs", "select_rows", "draw", "figure"]
+_SOURCES = {"Report": "analysis", "RowInputs": "analysis", "RowReport": "analysis", "analyse": "analysis",
+            "row_inputs": "analysis", "select_rows": "analysis", "draw": "drawing", "figure": "drawing"}
+__all__ = list(_SOURCES)
+
+
+def __getattr__(name: str):
+    if name not in _SOURCES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_SOURCES[name]}", __name__), name)

@@ -1,5 +1,5 @@
 """One module per command, each owning its API function (the CLI's adapters call them by keyword); below them, the
-library (ensemble, members, data, models, ...). No library module imports a task, and no task another.
+library (ensemble, members, data, models, ...), which imports no task.
 
     predict        the main command: a test folder -> submission.csv          (hms_infer.predict)
     inputs         the exact model inputs of every row, as an .npz
@@ -8,6 +8,7 @@ library (ensemble, members, data, models, ...). No library module imports a task
     score          Kaggle's KL divergence of a submission
     parity         recompute saved out-of-fold logits and compare
     fit_weights    blend weights (and temperatures) fitted on OOF logits, cross-validated
+    evaluate       vote-aware scores of prediction sets, with intervals         (hms_infer.evaluate)
     pseudo_labels  out-of-fold noisy-student labels for the training code
     bench          the end-to-end path timed on synthetic rows
     report         a page per row: what the models saw

@@ -27,7 +27,7 @@ from ..constants import BLENDS
 from ..errors import HMSInputError
 from ..files import check_writable, write_text_atomic
 from ..manifest import Manifest, manifest_from_dict, read_manifest_yaml
-from ..metric import solution_probabilities
+from ..metric import kl_divergence, solution_probabilities, vote_totals
 from ..training import read_fold_table
 
 log = logging.getLogger(__name__)
@@ -116,10 +116,16 @@ def _fit_dict(names: list[str], f: Fit) -> dict:
 
 def fit_weights(*, table: str | Path, groups: Mapping[str, Mapping[int, np.ndarray]], manifest: str | Path,
                 out: str | Path, blend: str | None = None, temperature: bool = False,
-                report_path: str | Path | None = None, progress: bool = True) -> dict:
+                report_path: str | Path | None = None, progress: bool = True, min_votes: int | None = None,
+                vote_weighted: bool = False) -> dict:
     """Fit the group weights (and temperatures) on the OOF logits `groups` ({group: {label_id: (6,) logits}}),
     cross-validate by the table's folds, write the fitted manifest to `out` (and the report as JSON to
-    `report_path`) atomically; return the report (see the module docstring and README)."""
+    `report_path`) atomically; return the report (see the module docstring and README).
+
+    Vote-aware (the report then says so, and has `min_votes`, `rows_before_min_votes`, `vote_weighted` and with
+    `vote_weighted` `score_cv_vote_weighted`): `min_votes` fits and scores on the rows with at least that many total
+    votes; `vote_weighted` minimises the mean of the rows' KL weighted by their total votes. The scores stay the
+    competition's unweighted KL, on the rows fitted."""
     t0 = time.perf_counter()
     for path in (out, report_path):
         if path is not None:
@@ -134,7 +140,19 @@ def fit_weights(*, table: str | Path, groups: Mapping[str, Mapping[int, np.ndarr
     members = group_members(parsed, names, source)
     fixed = [1.0] * len(names) if temperature else group_temperatures(parsed, members, source)
 
-    rows = common_rows(read_fold_table(table), groups, str(table))
+    frame = read_fold_table(table)
+    rows = common_rows(frame, groups, str(table))
+    row_weights, vote_aware = None, {}
+    if min_votes is not None or vote_weighted:
+        totals = vote_totals(frame, str(table))[frame.index.get_indexer(rows.index)]
+        vote_aware = {"min_votes": min_votes, "rows_before_min_votes": len(rows), "vote_weighted": vote_weighted}
+        if min_votes is not None:
+            keep = totals >= min_votes
+            if not keep.any():
+                raise HMSInputError(f"none of the {len(rows)} rows every group predicted has {min_votes} or more votes "
+                                    f"in {table} (the most: {int(totals.max())})")
+            rows, totals = rows[keep], totals[keep]
+        row_weights = totals if vote_weighted else None
     targets = solution_probabilities(rows)
     folds = rows["fold"].to_numpy()
     fold_ids = sorted(set(folds.tolist()))
@@ -146,10 +164,10 @@ def fit_weights(*, table: str | Path, groups: Mapping[str, Mapping[int, np.ndarr
 
     bar = tqdm(total=1 + len(fold_ids), desc="fit-weights", unit="fit", disable=not progress)
     try:
-        full = fit(logits, targets, how, temperature, fixed)
+        full = fit(logits, targets, how, temperature, fixed, row_weights)
         bar.update(1)
-        score_cv, fold_fits, _ = cross_validate(logits, targets, folds, how, temperature, fixed,
-                                                on_fold=lambda f: bar.update(1))
+        score_cv, fold_fits, held_out = cross_validate(logits, targets, folds, how, temperature, fixed,
+                                                       on_fold=lambda f: bar.update(1), row_weights=row_weights)
     finally:
         bar.close()
     equal = [1.0 / len(names)] * len(names)
@@ -169,10 +187,15 @@ def fit_weights(*, table: str | Path, groups: Mapping[str, Mapping[int, np.ndarr
                    for g in names},
         "manifest": source,
         "out": str(out),
+        **vote_aware,
     }
+    if vote_weighted:
+        report["score_cv_vote_weighted"] = kl_divergence(targets, held_out, weights=row_weights)
     fitted = fitted_manifest(raw, members, full.weights, full.temperatures if temperature else None, how)
     manifest_from_dict(fitted, str(out))  # what we write must load
     header = FITTED_HEADER.format(temps=" and temperatures" if temperature else "", source=source, **report)
+    if vote_aware:
+        header += f"# Vote-aware: {_vote_aware(report)}.\n"
     write_text_atomic(out, header + yaml.safe_dump(fitted, sort_keys=False))
     dt = time.perf_counter() - t0
     report["seconds"] = round(dt, 3)
@@ -203,4 +226,20 @@ def format_report(report: dict) -> str:
         *(f"  fold {f:<6}{v['rows']:>7} rows, KL {v['score']:.6f}, weights "
           + " ".join(f"{g} {w:.4f}" for g, w in v["weights"].items()) for f, v in report["folds"].items()),
     ]
+    if "vote_weighted" in report:
+        lines.insert(2, f"vote-aware                {_vote_aware(report)}")
+    if "score_cv_vote_weighted" in report:
+        lines.append(f"KL cross-validated, vote-weighted {report['score_cv_vote_weighted']:.6f} (each row weighted "
+                     f"by its total votes)")
     return "\n".join(lines)
+
+
+def _vote_aware(report: dict) -> str:
+    """What a vote-aware fit did, in words."""
+    parts = []
+    if report["min_votes"] is not None:
+        parts.append(f"the {report['rows']} of {report['rows_before_min_votes']} rows with >= {report['min_votes']} "
+                     f"votes")
+    if report["vote_weighted"]:
+        parts.append("objective weighted by each row's total votes (scores unweighted)")
+    return "; ".join(parts)
