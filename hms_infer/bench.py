@@ -36,19 +36,7 @@ from .runtime import (
     DeviceTimer, RunStats, device_name, place_members, resolve_devices, resolve_precision,
 )
 from .submission import to_submission, write_submission
-from .synthetic import write_competition
-
-HEAD_SCALE = 20.0  # random head_all logits ~0.1 -> ~2, like a trained model's
-
-
-def _random_model(arch: str | dict, seed: int) -> HMSModel:
-    torch.manual_seed(seed)
-    model = create_model(arch)
-    with torch.no_grad():
-        model.head_all.weight.mul_(HEAD_SCALE)
-        model.head_all.bias.mul_(HEAD_SCALE)
-    return model
-
+X
 
 def bench_manifest(presets: Sequence[str] = ("cfg_1", "cfg_5"), manifest: str | Path | None = None) -> Manifest:
     """The members to bench: a manifest's, or one random-weight member per preset (all four views)."""
@@ -76,7 +64,7 @@ def build(manifest: Manifest, weights_dir: Path | None, devices: list[torch.devi
             path = m.checkpoint_path(weights_dir)
             model = load_weights(create_model(m.arch), read_state_dict(path), str(path), m.name)
         else:
-            model = _random_model(m.arch, seed=i)
+            model = random_model(m.arch, seed=i)
         members.append(LoadedMember(m.name, model.to(dev).eval(), m.weight, dev))
     ens = Ensemble(members, views, manifest.blend, precision, fast=fast, compile=compile)
     return ens, time.perf_counter() - t

@@ -1,7 +1,7 @@
 """Command line: a thin layer over the package API.
 
     python -m hms_infer --test-dir DIR --out submission.csv [options]     # the main command: predict
-    python -m hms_infer inputs|manifest|demo|score|parity|fit-weights|convert|bench|report|pseudo-labels ...
+    python -m hms_infer inputs|manifest|demo|score|parity|fit-weights|convert|bench|report|pseudo-labels|timeline ...
 """
 from __future__ import annotations
 
@@ -305,6 +305,46 @@ def _pseudo_labels(args: argparse.Namespace) -> int:
     return INCOMPLETE if summary["stopped"] else 0
 
 
+def _timeline_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, required=True,
+                   help="competition folder with <split>.csv, <split>_eegs/, <split>_spectrograms/")
+    p.add_argument("--split", choices=["train", "test"], default="train",
+                   help="train (default): every window along each recording, the labelled ones marked; test: each "
+                        "recording's one window")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--eeg-id", type=int, nargs="+", default=None, help="the recordings to run")
+    which.add_argument("--all", action="store_true", help="every recording of the table")
+    p.add_argument("--stride", type=float, default=2.0, help="seconds between windows (default 2: the spectrograms' "
+                                                             "resolution; a multiple of 0.005 s)")
+    p.add_argument("--at", type=float, default=None, metavar="SECONDS",
+                   help="also show the report's figure of the window at this offset on each page")
+    p.add_argument("--members", action="store_true", help="also each member's probabilities in timeline.parquet")
+    p.add_argument("--out", type=Path, required=True,
+                   help="folder for timeline.parquet, <eeg_id>.png/.html, index.html, timeline.json")
+    _add_runtime_args(p)
+    _add_tta_arg(p)
+    _add_batch_args(p)
+    _add_shard_arg(p)
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="stop after the part that passes this many seconds (exit 3; run again to resume)")
+    p.add_argument("--chunk-recordings", type=int, default=None,
+                   help="whole recordings per resumable part in OUT/timeline.parts/ (default 32)")
+
+
+def _timeline(args: argparse.Namespace) -> int:
+    from .constants import TIMELINE_CHUNK_RECORDINGS
+    from .sharding import INCOMPLETE
+    from .tasks.timeline import timeline
+    summary = timeline(data_dir=args.data_dir, out=args.out, manifest=_manifest_path(args), split=args.split,
+                       eeg_ids=args.eeg_id, all=args.all, stride=args.stride, at=args.at, members=args.members,
+                       weights_dir=args.weights_dir, device=args.device, precision=args.precision, tta=args.tta,
+                       batch_size=args.batch_size, num_workers=args.num_workers, shard=args.shard,
+                       time_limit=args.time_limit,
+                       chunk_recordings=args.chunk_recordings or TIMELINE_CHUNK_RECORDINGS)
+    print(summary["report"])
+    return INCOMPLETE if summary["stopped"] else 0
+
+
 COMMANDS: dict[str, Command] = {
     "inputs": ("write the exact model inputs of every row to an .npz", _inputs_args, _inputs),
     "manifest": ("recognise checkpoints' presets and write a weights manifest", _manifest_args, _manifest),
@@ -319,6 +359,8 @@ COMMANDS: dict[str, Command] = {
                _report_args, _report),
     "pseudo-labels": ("out-of-fold noisy-student labels for the training code (oof_noisy_student.pkl)",
                       _pseudo_labels_args, _pseudo_labels),
+    "timeline": ("the ensemble's predictions along whole recordings, against the experts' labelled windows",
+                 _timeline_args, _timeline),
 }
 
 

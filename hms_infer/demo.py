@@ -1,9 +1,11 @@
 """`python -m hms_infer demo`: the whole pipeline on synthetic data with random weights.
 
 It writes a synthetic competition folder, random-initialised cfg_1 and cfg_5 checkpoints saved the way the
-training code saves them, their manifest (via the `manifest` command), runs the main command, then the `report`
-command on the same rows (`report/index.html`; skipped, with a line saying so, where matplotlib is missing).
-The probabilities are meaningless: the weights are random.
+training code saves them (`head_all` scaled so that the logits spread like a trained model's, as `bench` does),
+their manifest (via the `manifest` command), runs the main command, then the `report` command on the same rows
+(`report/index.html`) and the `timeline` of one short synthetic training recording (`timeline/index.html`); the
+last two are skipped, with a line saying so, where matplotlib is missing. The probabilities are meaningless: the
+weights are random.
 """
 from __future__ import annotations
 
@@ -13,10 +15,15 @@ from pathlib import Path
 import torch
 
 from .cli import main
-from .models import PRESETS, create_model
-from .synthetic import write_competition
+from .models import PRESETS
+from .synthetic import random_model, write_competition, write_recording
+from .tasks.timeline import timeline
 
 DEMO_PRESETS = ("cfg_1", "cfg_5")
+# one training recording of 70 s with three labelled windows, its timeline every 10 s: three windows (full-size
+# models on 2 CPU cores take seconds per window)
+DEMO_RECORDING = {"eeg_id": 3000000, "spectrogram_id": 700000, "seconds": 70.0, "label_offsets": (0.0, 10.0, 20.0)}
+DEMO_STRIDE_S = 10.0
 
 
 def run_demo(root: str | Path = "demo_out", device: str = "auto", rows: int = 4) -> Path:
@@ -30,8 +37,7 @@ def run_demo(root: str | Path = "demo_out", device: str = "auto", rows: int = 4)
     for fold, name in enumerate(DEMO_PRESETS):
         path = weights / f"{PRESETS[name].backbone}_{fold}_0.pt"  # <backbone>_<fold>_<seed>.pt
         if not path.is_file():
-            torch.manual_seed(fold)
-            torch.save(create_model(name).state_dict(), path)
+            torch.save(random_model(name, seed=fold).state_dict(), path)
         checkpoints.append(str(path))
     manifest = weights / "weights_manifest.yaml"
     code = main(["manifest", *checkpoints, "-o", str(manifest)])
@@ -44,7 +50,7 @@ def run_demo(root: str | Path = "demo_out", device: str = "auto", rows: int = 4)
         raise SystemExit(code)
     print(f"hms_infer demo: wrote {out} (random weights: meaningless probabilities)")
     if importlib.util.find_spec("matplotlib") is None:
-        print("hms_infer demo: no report (it needs matplotlib: pip install 'hms_infer[plot]')")
+        print("hms_infer demo: no report and no timeline (they need matplotlib: pip install 'hms_infer[plot]')")
         return out
     report = root / "report"
     code = main(["report", "--test-dir", str(data), "--out", str(report), "--manifest", str(manifest),
@@ -52,4 +58,10 @@ def run_demo(root: str | Path = "demo_out", device: str = "auto", rows: int = 4)
     if code:
         raise SystemExit(code)
     print(f"hms_infer demo: open {report / 'index.html'} to see what the models saw")
+    write_recording(data, **DEMO_RECORDING)
+    summary = timeline(data_dir=data, out=root / "timeline", manifest=manifest, split="train",
+                       eeg_ids=[DEMO_RECORDING["eeg_id"]], stride=DEMO_STRIDE_S, device=device,
+                       tta=None if on_gpu else "none")
+    print(summary["report"])
+    print(f"hms_infer demo: open {root / 'timeline' / 'index.html'} to see the predictions along a recording")
     return out

@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,7 @@ from .runtime import (
 from .submission import to_submission, write_submission
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _INDEX: dict[tuple[torch.device, tuple[str, ...]], torch.Tensor] = {}
 
 
@@ -268,32 +269,48 @@ class Ensemble:
         cuda = any(d.type == "cuda" for d in self.devices)
         stats = stats if stats is not None else RunStats()
         bar = tqdm(total=len(rows), desc="hms_infer", unit="row", disable=not progress)
-        start = time.perf_counter()
-        loader = batches(comp, size, num_workers, pin_memory=cuda, rows=rows, strict=strict)
+        loader = (((index, problems), electrodes, spect) for index, electrodes, spect, problems
+                  in batches(comp, size, num_workers, pin_memory=cuda, rows=rows, strict=strict))
+        level = None if budget is None else (lambda: budget.ensemble)
         try:
-            while True:
-                t = time.perf_counter()
-                batch = next(loader, None)
-                stats.wait_s += time.perf_counter() - t
-                if batch is None:
-                    break
-                index, electrodes, spect, problems = batch
-                n = len(index)
-                if cuda and n < size:
-                    pad = [n - 1] * (size - n)
-                    electrodes, spect = torch.cat([electrodes, electrodes[pad]]), torch.cat([spect, spect[pad]])
-                active = self if budget is None else budget.ensemble
-                logits = active.member_logits(electrodes, spect, stats, heads)[:, :n]
-                stats.rows += n
-                stats.batches += 1
-                if stats.batches == 1:
-                    stats.first_batch_s = time.perf_counter() - start
-                bar.update(n)
+            for (index, problems), logits in self.stream_logits(loader, size, stats, heads, level):
+                bar.update(len(index))
                 yield index.tolist(), logits, problems
                 if budget is not None:
-                    budget.batch_done(n, int(index[0]))
+                    budget.batch_done(len(index), int(index[0]))
         finally:
             bar.close()  # before any message
+
+    def stream_logits(self, loader: Iterator[tuple[T, torch.Tensor, torch.Tensor]], batch_size: int,
+                      stats: RunStats, heads: bool = False, level: Callable[[], "Ensemble"] | None = None
+                      ) -> Iterator[tuple[T, torch.Tensor]]:
+        """Per `(meta, electrodes (n, 19, T), spect (n, 10, 300, 100))` of `loader`: `(meta, (M, n, V, 6) logits)`
+        (`heads`: see `member_logits`), with the time waited for input, the first batch's and the wall time in
+        `stats`. `level()`: the ensemble that computes the next batch (the time budget's; default this one).
+
+        On GPUs a batch smaller than `batch_size` is padded to it: every batch has one shape, so cuDNN's benchmark
+        mode picks its kernels once.
+        """
+        cuda = any(d.type == "cuda" for d in self.devices)
+        start = time.perf_counter()
+        while True:
+            t = time.perf_counter()
+            item = next(loader, None)
+            stats.wait_s += time.perf_counter() - t
+            if item is None:
+                break
+            meta, electrodes, spect = item
+            n = len(electrodes)
+            if cuda and n < batch_size:
+                pad = [n - 1] * (batch_size - n)
+                electrodes, spect = torch.cat([electrodes, electrodes[pad]]), torch.cat([spect, spect[pad]])
+            active = self if level is None else level()
+            logits = active.member_logits(electrodes, spect, stats, heads)[:, :n]
+            stats.rows += n
+            stats.batches += 1
+            if stats.batches == 1:
+                stats.first_batch_s = time.perf_counter() - start
+            yield meta, logits
         stats.wall_s += time.perf_counter() - start
 
     def predict_rows(self, comp: Competition, rows: Sequence[int] | None = None, batch_size: int | str = "auto",
@@ -330,6 +347,17 @@ class Ensemble:
         probs, problems = self.predict_rows(comp, None, batch_size, num_workers, progress)
         probs, _ = apply_policy(probs, problems, self.fallback)
         return to_submission([r.eeg_id for r in comp.rows], probs)
+
+    def timeline(self, competition: Competition, eeg_id: int, stride: float = 2.0, members: bool = False,
+                 batch_size: int | str = "auto", num_workers: int | str = 0, progress: bool = False) -> pd.DataFrame:
+        """The prediction along a whole recording (`hms_infer.timeline`): one row per 50-s window of `eeg_id`'s EEG
+        every `stride` seconds (train split: plus its labelled offsets; test split: the row's own window), with
+        `eeg_id`, `offset_s`, the six probabilities (the submission's columns), with `members` each member's
+        (`<member>/<column>`), and the window's input quality (`eeg_nan_share`, `flat_channels`,
+        `spect_padded_frames`). Each file is read once."""
+        from .timeline import recording_timeline
+        return recording_timeline(self, competition, eeg_id, stride, members, batch_size, num_workers,
+                                  progress).frame
 
 
 def predict(test_dir: str | Path, out: str | Path | None = None, manifest: str | Path = "weights_manifest.yaml",

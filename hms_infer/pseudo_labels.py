@@ -41,13 +41,12 @@ from .loader import resolve_workers
 from .manifest import Manifest, Member, load_manifest
 from .metric import kl_divergence, solution_probabilities
 from .parity import read_train_table
-from .sharding import Shard, fingerprint
+from .sharding import INCOMPLETE, Shard, fingerprint, member_key  # noqa: F401 (INCOMPLETE: the CLI's)
 from .submission import validate_probabilities
 
 WINDOW_COLUMNS = ("eeg_id", "eeg_label_offset_seconds", "spectrogram_id", "spectrogram_label_offset_seconds")
 ALL_MEMBERS = "all members"  # the group of `--any-fold` rows
 PICKLE_PROTOCOL = 4  # Python >= 3.4: whatever the training environment runs
-INCOMPLETE = 3  # the CLI's exit code when --time-limit stopped a run before its share was done
 CHUNK_ROWS = 1024  # windows per part: about 30 s of a GPU; what a lost process loses at most
 
 
@@ -149,14 +148,6 @@ def read_part(parts: Path, chunk: Chunk, key: str) -> tuple[np.ndarray, dict[int
         return None
 
 
-def _member_key(m: Member, weights_dir: Path) -> list:
-    """What identifies a member's predictions: its sha256 (verified at loading), else its file's size and time."""
-    path = m.checkpoint_path(weights_dir)
-    stat = path.stat() if m.sha256 is None and path.is_file() else None
-    return [m.name, str(path), m.sha256, m.weight, m.temperature, m.arch,
-            stat and (stat.st_size, stat.st_mtime_ns)]
-
-
 class _TensorsAsLists(pickle.Pickler):
     """Pickles a tensor as `torch.FloatTensor([...])`: plain `pickle.load` gives a float32 tensor, and the bytes
     depend on the values only (torch's own tensor pickling embeds a memory address)."""
@@ -241,7 +232,7 @@ def pseudo_labels(data_dir: str | Path, table: str | Path, manifest: str | Path 
     comp = Competition(data_dir, "train", table=windows, table_name=Path(table).name)
     chunks = plan_chunks(window_group, size, chunk_rows)
     key = fingerprint(windows[list(WINDOW_COLUMNS)], window_group,
-                      {g: [_member_key(chosen[i], weights_dir) for i in idx] for g, idx in groups.items()},
+                      {g: [member_key(chosen[i], weights_dir) for i in idx] for g, idx in groups.items()},
                       ens.tta, ens.blend_mode, ens.precision, size, chunk_rows)
     parts = Path(f"{pkl}.parts")
     on_disk = {c.index for c in chunks if read_part(parts, c, key) is not None}

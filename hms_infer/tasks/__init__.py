@@ -1,0 +1,1 @@
+"""The commands' API functions, one module per command; `cli` is argparse over them."""
