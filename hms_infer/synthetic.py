@@ -120,7 +120,7 @@ def write_recording(root: str | Path, eeg_id: int, spectrogram_id: int, seconds:
     return `root`.
 
     The EEG (`seconds` long) changes its rhythms, NaN gap and flat channel about every `SEGMENT_S` s, and C3 is flat from
-    40% to 80% of it. The spectrogram's
+    20% of it on. The spectrogram's
     frames run from time 1 s every 2 s to `spect_end_s` (default: far enough for the 10 minutes of every window at
     offset + `shift_s`). One label row per offset in `label_offsets` (spectrogram offset = offset + `shift_s`), the
     votes of each concentrated on another class.
@@ -133,7 +133,7 @@ def write_recording(root: str | Path, eeg_id: int, spectrogram_id: int, seconds:
     bounds = np.linspace(0, n, max(1, round(n / (SEGMENT_S * EEG_FS))) + 1).astype(int)
     pieces = [make_eeg(b - a, rng) for a, b in zip(bounds[:-1], bounds[1:])]
     eeg = pd.concat(pieces, ignore_index=True)
-    eeg.loc[int(0.4 * n):int(0.8 * n), "C3"] = 0.0  # a channel flat over a stretch longer than a window
+    eeg.loc[int(0.2 * n):, "C3"] = 0.0  # a channel flat from 20% of the recording on
     eeg.to_parquet(root / "train_eegs" / f"{eeg_id}.parquet", index=False)
     end = seconds + shift_s + 600 if spect_end_s is None else spect_end_s
     make_spectrogram(int(end // 2) + 1, rng).to_parquet(root / "train_spectrograms" / f"{spectrogram_id}.parquet",

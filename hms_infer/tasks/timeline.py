@@ -127,14 +127,14 @@ def timeline(*, data_dir: str | Path, out: str | Path, manifest: str | Path | Ma
     pages = _pages()
     _check(eeg_ids, all, at, chunk_recordings, time_limit)
     stride_samples(stride)
+    comp = Competition(data_dir, split)
+    recordings = plan_recordings(comp, None if all else eeg_ids)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise HMSInputError(f"{out}: is a file; --out is the timeline's folder")
     parquet, index, report_path = out / "timeline.parquet", out / "index.html", out / "timeline.json"
     for path in (parquet, index, report_path):
         check_writable(path)
-    comp = Competition(data_dir, split)
-    recordings = plan_recordings(comp, None if all else eeg_ids)
     part = Shard.resolve(shard)
     workers = resolve_workers(num_workers)
     if not isinstance(manifest, Manifest):
