@@ -5,7 +5,8 @@
     ens = hms_infer.Ensemble.from_manifest("weights_manifest.yaml", device="cuda")
 
 More, each the API of a command: `hms_infer.report.figure` / `make_report` (report), `hms_infer.fitweights.fit_weights`
-(fit-weights), `hms_infer.pseudo_labels.pseudo_labels` (pseudo-labels), `hms_infer.parity`, `hms_infer.bench`.
+(fit-weights), `hms_infer.pseudo_labels.pseudo_labels` (pseudo-labels), `hms_infer.parity`, `hms_infer.bench`,
+`hms_infer.tasks.timeline.timeline` (timeline; `Ensemble.timeline`, `hms_infer.report.timeline_figure`).
 """
 from .constants import CLASSES, SUBMISSION_HEADER, VIEWS
 from .data import Competition

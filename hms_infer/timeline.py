@@ -364,21 +364,11 @@ def _finish(rec: Recording, first: Piece, pending: _Pending | None, member_names
     return result
 
 
-def predict_recordings(ens: Ensemble, comp: Competition, recordings: Sequence[Recording], stride: float = 2.0,
-                       batch_size: int | str = "auto", num_workers: int | str = "auto", members: bool = False,
-                       stats: TimelineStats | None = None, progress: bool = True
-                       ) -> Iterator[tuple[int, RecordingResult]]:
-    """(position in `recordings`, its result) for each recording, as each completes; a recording without usable EEG
-    gives an empty frame and the flag `skipped`. `members`: each member's probabilities too (the ensemble's blend
-    of that member alone)."""
-    step = stride_samples(stride)
-    size = ens.batch_size(batch_size)
-    workers = min(resolve_workers(num_workers), len(recordings))
+def _results(ens: Ensemble, comp: Competition, recordings: Sequence[Recording], step: int, size: int, workers: int,
+             members: bool, stats: TimelineStats) -> Iterator[tuple[int, RecordingResult]]:
+    """`predict_recordings` with `workers` DataLoader workers."""
     cuda = any(d.type == "cuda" for d in ens.devices)
-    stats = stats if stats is not None else TimelineStats()
     names = [m.name for m in ens.members] if members else []
-    if recordings and recordings[0].shift_s is None:
-        log.info("test split: each recording is one window, the row's own (what predict sees)")
     loader = DataLoader(RecordingWindows(comp, recordings, step, size), batch_size=None, num_workers=workers,
                         collate_fn=_as_is, pin_memory=cuda, prefetch_factor=2 if workers else None)
     skipped: list[Piece] = []
@@ -393,29 +383,54 @@ def predict_recordings(ens: Ensemble, comp: Competition, recordings: Sequence[Re
                 yield piece, electrodes, spect
 
     pending: dict[int, _Pending] = {}
-    bar = tqdm(total=len(recordings), desc="hms_infer timeline", unit="recording", disable=not progress)
-    windows = 0
-    try:
-        for piece, logits in ens.stream_logits(batches(), size, stats):
-            while skipped:
-                p = skipped.pop(0)
-                bar.update(1)
-                yield p.index, _finish(recordings[p.index], p, None, names)
-            probs = ens.blend(logits)
-            each = None
-            if members:
-                each = np.stack([blend(logits[m:m + 1], [1.0], ens.blend_mode, [mb.temperature]).numpy()
-                                 for m, mb in enumerate(ens.members)])
-            acc = pending.setdefault(piece.index, _Pending(piece))
-            if acc.add(piece, probs, each):
-                del pending[piece.index]
-                windows += acc.done
-                bar.update(1)
-                bar.set_postfix(windows=windows)
-                yield piece.index, _finish(recordings[piece.index], acc.first, acc, names)
-        for p in skipped:
-            bar.update(1)
+    for piece, logits in ens.stream_logits(batches(), size, stats):
+        while skipped:
+            p = skipped.pop(0)
             yield p.index, _finish(recordings[p.index], p, None, names)
+        each = None
+        if members:
+            each = np.stack([blend(logits[m:m + 1], [1.0], ens.blend_mode, [mb.temperature]).numpy()
+                             for m, mb in enumerate(ens.members)])
+        acc = pending.setdefault(piece.index, _Pending(piece))
+        if acc.add(piece, ens.blend(logits), each):
+            del pending[piece.index]
+            yield piece.index, _finish(recordings[piece.index], acc.first, acc, names)
+    for p in skipped:
+        yield p.index, _finish(recordings[p.index], p, None, names)
+
+
+def predict_recordings(ens: Ensemble, comp: Competition, recordings: Sequence[Recording], stride: float = 2.0,
+                       batch_size: int | str = "auto", num_workers: int | str = "auto", members: bool = False,
+                       stats: TimelineStats | None = None, progress: bool = True
+                       ) -> Iterator[tuple[int, RecordingResult]]:
+    """(position in `recordings`, its result) for each recording, as each completes; a recording without usable EEG
+    gives an empty frame and the flag `skipped`. `members`: each member's probabilities too (the ensemble's blend
+    of that member alone). A DataLoader worker that dies (killed for memory, say) is replaced by reading the
+    recordings not yet done in this process (the same batches, so the same numbers)."""
+    step = stride_samples(stride)
+    size = ens.batch_size(batch_size)
+    workers = min(resolve_workers(num_workers), len(recordings))
+    stats = stats if stats is not None else TimelineStats()
+    if recordings and recordings[0].shift_s is None:
+        log.info("test split: each recording is one window, the row's own (what predict sees)")
+    bar = tqdm(total=len(recordings), desc="hms_infer timeline", unit="recording", disable=not progress)
+    done: set[int] = set()
+    try:
+        try:
+            for i, result in _results(ens, comp, recordings, step, size, workers, members, stats):
+                done.add(i)
+                bar.update(1)
+                yield i, result
+            return
+        except RuntimeError as e:
+            if not workers or "DataLoader worker" not in str(e):
+                raise
+            log.warning("a DataLoader worker died (%s); reading the remaining recordings in the main process",
+                        str(e).splitlines()[0])
+        rest = [i for i in range(len(recordings)) if i not in done]
+        for k, result in _results(ens, comp, [recordings[i] for i in rest], step, size, 0, members, stats):
+            bar.update(1)
+            yield rest[k], result
     finally:
         bar.close()
 

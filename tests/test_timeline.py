@@ -224,6 +224,29 @@ def test_each_file_is_opened_once_per_recording(case, single, tmp_path, monkeypa
         pd.testing.assert_frame_equal(results[k].frame, want, check_exact=True)
 
 
+def test_a_dead_worker_is_replaced_by_reading_in_the_main_process(case, single, monkeypatch, caplog):
+    """A worker killed mid-run (as by the out-of-memory killer): the recordings not done are read in this process,
+    in the same batches, so the numbers are the single run's."""
+    import os
+
+    from torch.utils.data import get_worker_info
+    recording = RecordingWindows.recording
+
+    def dies_in_a_worker(self, i):
+        if get_worker_info() is not None and self.recordings[i].eeg_id == CLIPPED:
+            os._exit(1)
+        return recording(self, i)
+    monkeypatch.setattr(RecordingWindows, "recording", dies_in_a_worker)
+    comp = Competition(case["data"], "train")
+    recs = plan_recordings(comp, [SHORT, CLIPPED])
+    ens = Ensemble.from_manifest(case["manifest"], device="cpu")
+    results = dict(predict_recordings(ens, comp, recs, STRIDE, batch_size=2, num_workers=2, progress=False))
+    assert "DataLoader worker" in caplog.text and "reading the remaining recordings in the main process" in caplog.text
+    for k, eeg_id in enumerate((SHORT, CLIPPED)):
+        want = single["frame"][single["frame"].eeg_id == eeg_id].reset_index(drop=True)
+        pd.testing.assert_frame_equal(results[k].frame, want, check_exact=True)
+
+
 def test_sharded_and_resumed_runs_write_the_single_run_bytes(case, single, tmp_path, capsys):
     out = tmp_path / "timeline"
     parts = out / "timeline.parts"
