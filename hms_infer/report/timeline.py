@@ -278,11 +278,14 @@ def page_files(out: Path, eeg_id: int) -> tuple[Path, Path]:
 def write_recording_page(out: Path, ens: Ensemble, comp: Competition, result: RecordingResult,
                          stride: float = TIMELINE_STRIDE_S, at: float | None = None,
                          batch_size: int | str = "auto") -> bool:
-    """Write a recording's PNG and page atomically (none for a skipped recording: False)."""
+    """Write a recording's PNG and page atomically (none for a skipped recording: False). `at`: the zoom's window
+    (on the test split, the recording's one window)."""
     s = result.summary
     if SKIPPED in s["status"]:
         return False
     shown_at = at if at is not None and (s["length_s"] is None or at <= s["length_s"]) else None
+    if shown_at is not None and s["shift_s"] is None:  # test split: the one window, the row's own
+        shown_at = float(result.frame["offset_s"].iloc[0])
     if at is not None and shown_at is None:
         s["notes"].append(f"--at {at:g} s is past the end of the recording ({s['length_s']:g} s): no zoom")
     fig = draw_timeline(result, stride, shown_at)
