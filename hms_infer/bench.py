@@ -36,7 +36,8 @@ from .runtime import (
     DeviceTimer, RunStats, device_name, place_members, resolve_devices, resolve_precision,
 )
 from .submission import to_submission, write_submission
-X
+from .synthetic import HEAD_SCALE, random_model, write_competition  # noqa: F401 (bench.HEAD_SCALE: tests/gpu)
+
 
 def bench_manifest(presets: Sequence[str] = ("cfg_1", "cfg_5"), manifest: str | Path | None = None) -> Manifest:
     """The members to bench: a manifest's, or one random-weight member per preset (all four views)."""
