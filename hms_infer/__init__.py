@@ -7,12 +7,13 @@
 
 Every command has its API function in `hms_infer.tasks` (`hms_infer.tasks.parity.parity`,
 `hms_infer.tasks.fit_weights.fit_weights`, `hms_infer.tasks.report.make_report`, ...); `hms_infer.report.figure`
-draws one row in a notebook. The library logs (logger `hms_infer`): `logging.basicConfig(level=logging.INFO)` shows a
+draws one row in a notebook, `Ensemble.timeline` and `hms_infer.report.timeline_figure` a whole recording. The library logs (logger `hms_infer`): `logging.basicConfig(level=logging.INFO)` shows a
 run's summary lines, `logging.getLogger("hms_infer").setLevel(logging.ERROR)` silences them.
 """
 from .constants import CLASSES, SUBMISSION_HEADER
 from .data import Competition
-from .ensemble import Ensemble, blend
+from .blending import blend
+from .ensemble import Ensemble
 from .errors import HMSInputError
 from .manifest import Manifest, Member, load_manifest
 from .models import PRESETS, ArchConfig, HMSModel, create_model

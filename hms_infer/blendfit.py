@@ -21,7 +21,7 @@ import torch
 from scipy.optimize import minimize
 
 from .constants import SUBMISSION_ORDER
-from .ensemble import blend
+from .blending import blend
 from .metric import kl_divergence
 
 WEIGHT_LOGIT_BOUND = 20.0  # |free weight parameter| <= 20: the smallest weight is ~e-40 / G, never 0

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import __version__
-from .constants import BLENDS, BOOTSTRAP_RESAMPLES, MIN_VOTES, PRECISIONS, WORST_ROWS
+from .constants import (
+    BLENDS, BOOTSTRAP_RESAMPLES, MIN_VOTES, PRECISIONS, TIMELINE_CHUNK_RECORDINGS, TIMELINE_STRIDE_S, WORST_ROWS,
+)
 from .errors import HMSInputError
 from .manifest import default_manifest_path
 from .montage import VIEWS
@@ -394,6 +396,41 @@ def _pseudo_labels(args: argparse.Namespace) -> int:
     return INCOMPLETE if summary["stopped"] else 0
 
 
+def _timeline_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, required=True,
+                   help="competition folder with <split>.csv, <split>_eegs/, <split>_spectrograms/")
+    p.add_argument("--split", choices=["train", "test"], default="train",
+                   help="train (default): every window along each recording, the labelled ones marked; test: each "
+                        "recording's one window")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--eeg-id", type=int, nargs="+", default=None, help="the recordings to run")
+    which.add_argument("--all", action="store_true", help="every recording of the table")
+    p.add_argument("--stride", type=float, default=TIMELINE_STRIDE_S,
+                   help="seconds between windows (default 2: the spectrograms' resolution; a multiple of 0.005 s)")
+    p.add_argument("--at", type=float, default=None, metavar="SECONDS",
+                   help="also show the report's figure of the window at this offset on each page")
+    p.add_argument("--members", action="store_true", help="also each member's probabilities in timeline.parquet")
+    p.add_argument("--out", type=Path, required=True,
+                   help="folder for timeline.parquet, <eeg_id>.png/.html, index.html, timeline.json")
+    _manifest_args(p)
+    _run_args(p, shard=True)
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help=f"stop after the part that passes this many seconds (exit {INCOMPLETE}; run again to resume)")
+    p.add_argument("--chunk-recordings", type=int, default=TIMELINE_CHUNK_RECORDINGS,
+                   help=f"whole recordings per resumable part in OUT/timeline.parts/ (default "
+                        f"{TIMELINE_CHUNK_RECORDINGS})")
+
+
+def _timeline(args: argparse.Namespace) -> int:
+    from .tasks.timeline import timeline
+    summary = timeline(data_dir=args.data_dir, out=args.out, manifest=_manifest_path(args), split=args.split,
+                       eeg_ids=args.eeg_id, all=args.all, stride=args.stride, at=args.at, members=args.members,
+                       weights_dir=args.weights_dir, options=_options(args), time_limit=args.time_limit,
+                       chunk_recordings=args.chunk_recordings)
+    print(summary["report"])
+    return INCOMPLETE if summary["stopped"] else 0
+
+
 def _bundle_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="bundle folder to write")
     p.add_argument("--wheels", type=Path, required=True, help="folder with the staged wheels")
@@ -450,6 +487,10 @@ COMMANDS: dict[str, Command] = {
                              _pseudo_labels_args, _pseudo_labels,
                              "python -m hms_infer pseudo-labels --data-dir hms --table train_folds.csv "
                              "--manifest stage1/weights_manifest.yaml --out oof_noisy_student.pkl"),
+    "timeline": Command("the ensemble's predictions along whole recordings, against the experts' labelled windows",
+                        _timeline_args, _timeline,
+                        "python -m hms_infer timeline --data-dir hms --eeg-id 1628180742 --stride 2 "
+                        "--manifest weights/weights_manifest.yaml --out timeline/"),
     "bench": Command("time the end-to-end path on synthetic rows, stage by stage", _bench_args, _bench,
                      "python -m hms_infer bench --presets cfg_1,cfg_5 --rows 1 --device cpu --reference"),
     "report": Command("a PNG and an HTML page per row (signals, images, every member, view and head) and an index",

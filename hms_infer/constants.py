@@ -64,3 +64,11 @@ CALIBRATION_BINS = 10
 BOOTSTRAP_RESAMPLES = 1000
 CI_PERCENTILES = (2.5, 97.5)
 WORST_ROWS = 20
+
+# Whole recordings (`timeline`): windows every TIMELINE_STRIDE_S seconds (the spectrograms' own resolution); a
+# recording's label rows whose spectrogram-minus-EEG offsets differ by more than TIMELINE_SHIFT_TOLERANCE_S disagree;
+# resumable parts of TIMELINE_CHUNK_RECORDINGS whole recordings; one page per recording, TIMELINE_FIGSIZE inches.
+TIMELINE_STRIDE_S = 2.0
+TIMELINE_SHIFT_TOLERANCE_S = 1e-6
+TIMELINE_CHUNK_RECORDINGS = 32
+TIMELINE_FIGSIZE = (16.0, 8.0)

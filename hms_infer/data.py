@@ -1,7 +1,9 @@
 """Reading a Kaggle competition folder: the table, and each row's raw EEG and spectrogram windows (SPEC §2).
 
 `Competition(root, split)` validates the table up front and yields `(row, eeg window, spectrogram window)`;
-every problem with the files is an `HMSInputError` that names the file and the table row.
+every problem with the files is an `HMSInputError` that names the file and the table row. A window is read in two
+steps, also used on their own (`timeline`: many windows of one recording, each file read once): read the whole
+recording (`read_eeg_recording`, `read_spectrogram_recording`), then cut the window (`cut_eeg`, `cut_spectrogram`).
 """
 from __future__ import annotations
 
@@ -145,6 +147,71 @@ def _take_rows(x: np.ndarray, start: int, length: int) -> np.ndarray:
     return out
 
 
+def read_eeg_recording(path: Path, where: str) -> np.ndarray:
+    """The whole recording of an EEG file: (N, 19) float32 raw electrodes in `ELECTRODES` order (one read)."""
+    return _read_columns(_open_parquet(path, where), path, list(ELECTRODES), where)
+
+
+def eeg_start(offset_s: float | None, n_rows: int) -> int:
+    """The first sample of the 50-s window (SPEC §2.1 step 2): `int(offset * 200)`; without an offset the central
+    50 s of a longer recording, else 0."""
+    if offset_s is not None:
+        return int(offset_s * EEG_FS)
+    return (n_rows - EEG_WINDOW) // 2 if n_rows > EEG_WINDOW else 0
+
+
+def cut_eeg(recording: np.ndarray, start: int) -> np.ndarray:
+    """(N, 19) recording -> its window of samples [start, start + 10000): (10000, 19), NaN past its end."""
+    return _take_rows(recording, start, EEG_WINDOW)
+
+
+def read_spectrogram_recording(path: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """The whole spectrogram file (one read): time (N,) float32 (NaN where not finite), power (N, 4, 100) float32
+    in `SPECT_REGIONS` order; region columns by name, in frequency order."""
+    pf = _open_parquet(path, where)
+    names = list(dict.fromkeys(pf.schema_arrow.names))
+    # each region's columns by name, in frequency order (Kaggle's file order): a re-saved file may order them
+    # otherwise
+    region_cols = [sorted((c for c in names if c.startswith(f"{r}_")), key=_frequency) for r in SPECT_REGIONS]
+    for r, cols in zip(SPECT_REGIONS, region_cols):
+        if len(cols) != SPECT_FREQS:
+            raise UnusableInput(path, f"expected {SPECT_FREQS} columns named {r}_*, found {len(cols)}", where)
+    x = _read_columns(pf, path, ["time"] + sum(region_cols, []), where)
+    time, power = x[:, 0], x[:, 1:].reshape(len(x), len(SPECT_REGIONS), SPECT_FREQS)
+    time = np.where(np.isfinite(time), time, np.nan)  # an inf time matches no window
+    if np.isnan(time).all():
+        raise UnusableInput(path, "the time column holds no finite values", where)
+    return time, power
+
+
+def spectrogram_offset(offset_s: float | None, time: np.ndarray) -> float:
+    """The window's offset in seconds: the table's, or without one the start of the file's central 10 minutes."""
+    if offset_s is not None:
+        return offset_s
+    t0, t1 = np.nanmin(time), np.nanmax(time)
+    return max((t0 + t1) / 2 - SPECT_FRAMES, 0.0)
+
+
+def spectrogram_start(offset_s: float) -> int:
+    """The first frame time of the window (SPEC §2.2 step 2): `int(offset)`, made odd."""
+    start = int(offset_s)
+    return start + 1 if start % 2 == 0 else start
+
+
+def cut_spectrogram(time: np.ndarray, power: np.ndarray, start: int) -> tuple[np.ndarray, int]:
+    """The frames with `start <= time <= start + 598` of a (N,) time, (N, 4, 100) power recording -> the (T, 4, 100)
+    window (T = 300 unless the file has extra frames) and how many of its frames are NaN padding (frames missing
+    before the first one found go first, the rest after)."""
+    keep = (time >= start) & (time <= start + SPECT_SPAN_S)
+    window = power[keep]
+    missing = max(SPECT_FRAMES - len(window), 0)
+    if missing:
+        before = min(max(int(round((time[keep][0] - start) / 2)), 0), missing) if len(window) else 0
+        pad = np.full((missing, *window.shape[1:]), np.nan, dtype=np.float32)
+        window = np.concatenate([pad[:before], window, pad[before:]])
+    return window, missing
+
+
 class Competition:
     """A competition folder: `<split>.csv`, `<split>_eegs/`, `<split>_spectrograms/`.
 
@@ -196,56 +263,26 @@ class Competition:
     def read_eeg(self, row: Row) -> np.ndarray:
         """The 50-s raw window of `row`: (10000, 19) float32."""
         path = self.eeg_path(row.eeg_id)
-        where = row.where(self.table_name)
-        x = _read_columns(_open_parquet(path, where), path, list(ELECTRODES), where)
-        if row.eeg_offset_s is not None:
-            start = int(row.eeg_offset_s * EEG_FS)
-        elif len(x) > EEG_WINDOW:
-            start = (len(x) - EEG_WINDOW) // 2
+        x = read_eeg_recording(path, row.where(self.table_name))
+        start = eeg_start(row.eeg_offset_s, len(x))
+        if row.eeg_offset_s is None and len(x) > EEG_WINDOW:
             _log_once("eeg-centre", "%s: %d rows is longer than 50 s and the table gives no offset; "
                       "using the central 50 s", path, len(x))
-        else:
-            start = 0
         if start + EEG_WINDOW > len(x):
             log.warning("%s: only %d of %d samples from offset %d; padding with NaN",
                         path, max(len(x) - start, 0), EEG_WINDOW, start)
-        return _take_rows(x, start, EEG_WINDOW)
+        return cut_eeg(x, start)
 
     def read_spectrogram(self, row: Row) -> np.ndarray:
         """The 10-minute window of `row`: (T, 4, 100) float32, T = 300 unless the file has extra frames."""
         path = self.spectrogram_path(row.spectrogram_id)
-        where = row.where(self.table_name)
-        pf = _open_parquet(path, where)
-        names = list(dict.fromkeys(pf.schema_arrow.names))
-        # each region's columns by name, in frequency order (Kaggle's file order): a re-saved file may order them
-        # otherwise
-        region_cols = [sorted((c for c in names if c.startswith(f"{r}_")), key=_frequency) for r in SPECT_REGIONS]
-        for r, cols in zip(SPECT_REGIONS, region_cols):
-            if len(cols) != SPECT_FREQS:
-                raise UnusableInput(path, f"expected {SPECT_FREQS} columns named {r}_*, found {len(cols)}", where)
-        x = _read_columns(pf, path, ["time"] + sum(region_cols, []), where)
-        time, power = x[:, 0], x[:, 1:].reshape(len(x), len(SPECT_REGIONS), SPECT_FREQS)
-        time = np.where(np.isfinite(time), time, np.nan)  # an inf time matches no window
-        if np.isnan(time).all():
-            raise UnusableInput(path, "the time column holds no finite values", where)
-        if row.spectrogram_offset_s is not None:
-            offset = row.spectrogram_offset_s
-        else:
-            t0, t1 = np.nanmin(time), np.nanmax(time)
-            offset = max((t0 + t1) / 2 - SPECT_FRAMES, 0.0)
-            if t1 - t0 > SPECT_SPAN_S:
-                _log_once("spect-centre", "%s: spans %.0f s, longer than 10 minutes, and the table gives no "
-                          "offset; using the central 10 minutes", path, t1 - t0)
-        start = int(offset)
-        if start % 2 == 0:
-            start += 1
-        keep = (time >= start) & (time <= start + SPECT_SPAN_S)
-        window = power[keep]
-        if len(window) < SPECT_FRAMES:
-            missing = SPECT_FRAMES - len(window)
-            before = min(max(int(round((time[keep][0] - start) / 2)), 0), missing) if len(window) else 0
+        time, power = read_spectrogram_recording(path, row.where(self.table_name))
+        if row.spectrogram_offset_s is None and np.nanmax(time) - np.nanmin(time) > SPECT_SPAN_S:
+            _log_once("spect-centre", "%s: spans %.0f s, longer than 10 minutes, and the table gives no "
+                      "offset; using the central 10 minutes", path, np.nanmax(time) - np.nanmin(time))
+        start = spectrogram_start(spectrogram_offset(row.spectrogram_offset_s, time))
+        window, missing = cut_spectrogram(time, power, start)
+        if missing:
             log.warning("%s: only %d of %d frames in [%d, %d] s; padding with NaN",
-                        path, len(window), SPECT_FRAMES, start, start + SPECT_SPAN_S)
-            pad = np.full((missing, *window.shape[1:]), np.nan, dtype=np.float32)
-            window = np.concatenate([pad[:before], window, pad[before:]])
+                        path, SPECT_FRAMES - missing, SPECT_FRAMES, start, start + SPECT_SPAN_S)
         return window

@@ -14,7 +14,7 @@ import functools
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .constants import HEADS
 from .data import Competition
+from .blending import blend
 from .errors import FusedKernelError, HMSInputError
 from .fallback import Problem, apply_policy
 from .loader import batches
@@ -41,26 +42,7 @@ from .submission import to_submission
 log = logging.getLogger(__name__)
 COMPILE_GRAPHS_PER_MEMBER = 32  # a compiled graph per view set (time-budget levels) x batch size (OOM halves)
 Route = Callable[[int], "Ensemble"]  # the ensemble that predicts the batch starting at a given table row
-
-
-def blend(logits: torch.Tensor, weights: Sequence[float] | torch.Tensor, how: str = "prob",
-          temperatures: Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
-    """(M, B, V, 6) member x view logits -> (B, 6) probabilities.
-
-    prob:  sum_m w_m * mean_v softmax(logits)        logit: softmax(sum_m w_m * mean_v logits)
-    Weights are normalised to sum to 1. `temperatures` (M,): each member's logits are divided by its own first
-    (None: unchanged). Differentiable in float64 tensor weights and temperatures (`fit` minimises through it).
-    """
-    w = torch.as_tensor(weights, dtype=torch.float64)
-    w = (w / w.sum()).view(-1, 1, 1)
-    logits = logits.double()
-    if temperatures is not None:
-        logits = logits / torch.as_tensor(temperatures, dtype=torch.float64).view(-1, 1, 1, 1)
-    if how == "prob":
-        return (w * logits.softmax(-1).mean(2)).sum(0)
-    if how == "logit":
-        return (w * logits.mean(2)).sum(0).softmax(-1)
-    raise ValueError(f"blend must be 'prob' or 'logit', got {how!r}")
+T = TypeVar("T")
 
 
 class Ensemble:
@@ -311,34 +293,50 @@ class Ensemble:
         cuda = any(d.type == "cuda" for d in self.devices)
         stats = stats if stats is not None else RunStats()
         bar = tqdm(total=len(rows), desc="hms_infer", unit="row", disable=not progress)
-        start = time.perf_counter()
-        loader = batches(comp, size, num_workers, pin_memory=cuda, rows=rows, strict=strict, cuts=cuts)
+        loader = (((index, problems), electrodes, spect) for index, electrodes, spect, problems
+                  in batches(comp, size, num_workers, pin_memory=cuda, rows=rows, strict=strict, cuts=cuts))
         try:
-            while True:
-                t = time.perf_counter()
-                batch = next(loader, None)
-                stats.wait_s += time.perf_counter() - t
-                if batch is None:
-                    break
-                index, electrodes, spect, problems = batch
-                n = len(index)
-                active = self if route is None else route(int(index[0]))
-                whole = size if active.rows_per_pass is None else min(size, -(-n // active.rows_per_pass)
-                                                                       * active.rows_per_pass)
-                if cuda and n < whole:
-                    pad = [n - 1] * (whole - n)
-                    electrodes, spect = torch.cat([electrodes, electrodes[pad]]), torch.cat([spect, spect[pad]])
-                logits = active.member_logits(electrodes, spect, stats, heads)[:, :n]
-                stats.rows += n
-                stats.batches += 1
-                if stats.batches == 1:
-                    stats.first_batch_s = time.perf_counter() - start
-                bar.update(n)
+            for (index, problems), logits in self.stream_logits(
+                    loader, size, stats, heads, None if route is None else lambda meta: route(int(meta[0][0]))):
+                bar.update(len(index))
                 yield index.tolist(), logits, problems
                 if after_batch is not None:
-                    after_batch(n, int(index[0]))
+                    after_batch(len(index), int(index[0]))
         finally:
             bar.close()  # before any message
+
+    def stream_logits(self, loader: Iterator[tuple[T, torch.Tensor, torch.Tensor]], batch_size: int,
+                      stats: RunStats, heads: bool = False, route: Callable[[T], "Ensemble"] | None = None
+                      ) -> Iterator[tuple[T, torch.Tensor]]:
+        """Per `(meta, electrodes (n, 19, T), spect (n, 10, 300, 100))` of `loader`: `(meta, (M, n, V, 6) logits)`
+        (`heads`: see `member_logits`), with the time waited for input, the first batch's and the wall time in
+        `stats`. `route(meta)`: the ensemble (a `subset` of this one) that computes a batch (default: this one).
+
+        On GPUs a batch smaller than `batch_size` is padded to it (to whole passes after an out-of-memory error):
+        every pass has one shape, so cuDNN's benchmark mode picks its kernels once.
+        """
+        cuda = any(d.type == "cuda" for d in self.devices)
+        start = time.perf_counter()
+        while True:
+            t = time.perf_counter()
+            item = next(loader, None)
+            stats.wait_s += time.perf_counter() - t
+            if item is None:
+                break
+            meta, electrodes, spect = item
+            n = len(electrodes)
+            active = self if route is None else route(meta)
+            passes = active.rows_per_pass
+            whole = batch_size if passes is None else min(batch_size, -(-n // passes) * passes)
+            if cuda and n < whole:
+                pad = [n - 1] * (whole - n)
+                electrodes, spect = torch.cat([electrodes, electrodes[pad]]), torch.cat([spect, spect[pad]])
+            logits = active.member_logits(electrodes, spect, stats, heads)[:, :n]
+            stats.rows += n
+            stats.batches += 1
+            if stats.batches == 1:
+                stats.first_batch_s = time.perf_counter() - start
+            yield meta, logits
         stats.wall_s += time.perf_counter() - start
 
     def batch_probs(self, comp: Competition, rows: Sequence[int] | None = None, batch_size: int | str = "auto",
@@ -391,3 +389,14 @@ class Ensemble:
         probs, problems = self.predict_rows(comp, None, batch_size, num_workers, progress)
         probs, _ = apply_policy(probs, problems, self.fallback)
         return to_submission([r.eeg_id for r in comp.rows], probs)
+
+    def timeline(self, competition: Competition, eeg_id: int, stride: float = 2.0, members: bool = False,
+                 batch_size: int | str = "auto", num_workers: int | str = 0, progress: bool = False) -> pd.DataFrame:
+        """The prediction along a whole recording (`hms_infer.timeline`): one row per 50-s window of `eeg_id`'s EEG
+        every `stride` seconds (train split: plus its labelled offsets; test split: the row's own window), with
+        `eeg_id`, `offset_s`, the six probabilities (the submission's columns), with `members` each member's
+        (`<member>/<column>`), and the window's input quality (`eeg_nan_share`, `flat_channels`,
+        `spect_padded_frames`). Each file is read once."""
+        from .timeline import recording_timeline
+        return recording_timeline(self, competition, eeg_id, stride, members, batch_size, num_workers,
+                                  progress).frame

@@ -65,6 +65,12 @@ def spread_logits(model: HMSModel, scale: float = HEAD_SCALE) -> HMSModel:
     return model
 
 
+def random_model(arch: str | dict | ArchConfig, seed: int) -> HMSModel:
+    """A random-initialised model (`torch.manual_seed(seed)`) with spread logits: bench's and the demo's members."""
+    torch.manual_seed(seed)
+    return spread_logits(create_model(arch))
+
+
 def load_members(manifest: Manifest, weights_dir: Path, devices: Sequence[torch.device],
                  random_missing: bool = False) -> list[LoadedMember]:
     """Every member of `manifest`, its checkpoint loaded strictly (relative to `weights_dir`), on its device
@@ -74,8 +80,7 @@ def load_members(manifest: Manifest, weights_dir: Path, devices: Sequence[torch.
     members = []
     for i, (m, device) in enumerate(zip(manifest.members, placed)):
         if random_missing and not m.checkpoint_path(weights_dir).is_file():
-            torch.manual_seed(i)
-            model = spread_logits(build_model(m))
+            model = random_model(m.arch, seed=i)
         else:
             label = m.arch if isinstance(m.arch, str) else f"{m.name} (custom arch)"
             model = load_weights(build_model(m), read_checkpoint(m, weights_dir), str(m.checkpoint_path(weights_dir)),

@@ -24,7 +24,7 @@ from scipy.special import softmax
 
 from .constants import SUBMISSION_ORDER, VOTE_COLUMNS
 from .data import read_csv, read_table
-from .ensemble import blend
+from .blending import blend
 from .errors import HMSInputError
 from .metric import EPSILON
 from .training import integer_column, read_groups

@@ -24,6 +24,7 @@ import pandas as pd
 
 from .errors import HMSInputError
 from .files import atomic_path
+from .manifest import Member
 from .runtime import distributed_world
 
 BARRIER_TIMEOUT = timedelta(hours=12)  # ranks finish at different times; torchrun stops all when one fails
@@ -68,6 +69,15 @@ class Parts:
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def member_key(m: Member, weights_dir: Path) -> list:
+    """What identifies a member's predictions in a fingerprint: its sha256 (verified at loading), else its file's
+    size and time."""
+    path = m.checkpoint_path(weights_dir)
+    stat = path.stat() if m.sha256 is None and path.is_file() else None
+    return [m.name, str(path), m.sha256, m.weight, m.temperature, m.arch,
+            stat and (stat.st_size, stat.st_mtime_ns)]
 
 
 @dataclass(frozen=True)

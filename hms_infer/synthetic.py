@@ -13,6 +13,7 @@ from .constants import EEG_COLUMNS, EEG_FS, SPECT_FREQS, SPECT_REGIONS, VOTE_COL
 
 SPECT_FREQ_NAMES = [f"{0.59 + 0.195 * i:.2f}" for i in range(SPECT_FREQS)]
 EXPERT_CONSENSUS = ("Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other")
+SEGMENT_S = 30  # a long recording changes its rhythms, gaps and flat channels about every SEGMENT_S seconds
 
 
 def make_eeg(n_rows: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -95,4 +96,48 @@ def write_competition(root: str | Path, n_test: int = 4, n_train_eegs: int = 3, 
             })
             label_id += 7919
     pd.DataFrame(train).to_csv(root / "train.csv", index=False)
+    return root
+
+
+def write_recording(root: str | Path, eeg_id: int, spectrogram_id: int, seconds: float,
+                    label_offsets: tuple[float, ...] = (0.0,), shift_s: float = 100.0, spect_end_s: float | None = None,
+                    seed: int = 0) -> Path:
+    """Write one long training recording under `root` and append its label rows to `train.csv` (created if absent);
+    return `root`.
+
+    The EEG (`seconds` long) changes its rhythms, NaN gap and flat channel about every `SEGMENT_S` s, and C3 is flat from
+    20% of it on. The spectrogram's
+    frames run from time 1 s every 2 s to `spect_end_s` (default: far enough for the 10 minutes of every window at
+    offset + `shift_s`). One label row per offset in `label_offsets` (spectrogram offset = offset + `shift_s`), the
+    votes of each concentrated on another class.
+    """
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    for folder in ("train_eegs", "train_spectrograms"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    n = int(round(seconds * EEG_FS))
+    bounds = np.linspace(0, n, max(1, round(n / (SEGMENT_S * EEG_FS))) + 1).astype(int)
+    pieces = [make_eeg(b - a, rng) for a, b in zip(bounds[:-1], bounds[1:])]
+    eeg = pd.concat(pieces, ignore_index=True)
+    eeg.loc[int(0.2 * n):, "C3"] = 0.0  # a channel flat from 20% of the recording on
+    eeg.to_parquet(root / "train_eegs" / f"{eeg_id}.parquet", index=False)
+    end = seconds + shift_s + 600 if spect_end_s is None else spect_end_s
+    make_spectrogram(int(end // 2) + 1, rng).to_parquet(root / "train_spectrograms" / f"{spectrogram_id}.parquet",
+                                                        index=False)
+    rows = []
+    for sub, off in enumerate(label_offsets):
+        alpha = np.full(6, 0.3)
+        alpha[sub % 6] = 6.0
+        votes = rng.multinomial(int(rng.integers(3, 16)), rng.dirichlet(alpha))
+        rows.append({"eeg_id": eeg_id, "eeg_sub_id": sub, "eeg_label_offset_seconds": float(off),
+                     "spectrogram_id": spectrogram_id, "spectrogram_sub_id": sub,
+                     "spectrogram_label_offset_seconds": float(off) + shift_s, "label_id": eeg_id * 100 + sub,
+                     "patient_id": 60000 + eeg_id % 1000,
+                     "expert_consensus": EXPERT_CONSENSUS[int(np.argmax(votes))],
+                     **dict(zip(VOTE_COLUMNS, votes.tolist()))})
+    table = root / "train.csv"
+    frame = pd.DataFrame(rows)
+    if table.is_file():
+        frame = pd.concat([pd.read_csv(table), frame], ignore_index=True)
+    frame.to_csv(table, index=False)
     return root

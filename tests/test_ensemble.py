@@ -14,7 +14,8 @@ from hms_infer.cli import main
 from hms_infer.constants import CLASSES, SUBMISSION_HEADER
 from hms_infer.montage import VIEWS
 from hms_infer.data import Competition
-from hms_infer.ensemble import Ensemble, blend
+from hms_infer.blending import blend
+from hms_infer.ensemble import Ensemble
 from hms_infer.montage import bipolar_views
 from hms_infer.errors import HMSInputError
 from hms_infer.preprocess import eeg_electrodes, spectrogram_image
@@ -159,6 +160,10 @@ def test_demo_runs_end_to_end_with_full_size_presets(tmp_path, capsys):
     assert sub.iloc[0, 1:].sum() == pytest.approx(1.0)
     index = tmp_path / "demo" / "report" / "index.html"  # the report of its rows (tests/test_report.py checks it)
     assert index.is_file() and f"open {index}" in text and len(list(index.parent.glob("*.png"))) == 1
+    assert sub.iloc[0, 1:].max() - sub.iloc[0, 1:].min() > 0.02  # head_all scaled: not 1/6 everywhere
+    timeline = tmp_path / "demo" / "timeline"  # one synthetic recording (tests/test_timeline.py checks the pages)
+    assert f"open {timeline / 'index.html'}" in text and (timeline / "3000000.png").is_file()
+    assert pd.read_parquet(timeline / "timeline.parquet").offset_s.tolist() == [0.0, 10.0]
 
 
 @pytest.mark.slow

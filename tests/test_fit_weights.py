@@ -24,7 +24,8 @@ from hms_infer.cli import main
 from hms_infer.constants import CLASSES, SUBMISSION_ORDER
 from hms_infer.data import Competition
 from hms_infer import predict
-from hms_infer.ensemble import Ensemble, blend
+from hms_infer.blending import blend
+from hms_infer.ensemble import Ensemble
 from hms_infer.tasks.bundle import bundle_weights
 from hms_infer.errors import HMSInputError
 from hms_infer.tasks.fit_weights import fit_weights

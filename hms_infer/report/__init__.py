@@ -2,18 +2,20 @@
 (drawing needs matplotlib: `pip install hms_infer[plot]`).
 
     from hms_infer.report import figure
-    figure(ensemble, competition, row)   # a matplotlib Figure: shown inline in Jupyter
+    figure(ensemble, competition, row)               # a matplotlib Figure: shown inline in Jupyter
+    timeline_figure(ensemble, competition, eeg_id)   # a whole recording's predictions along time
 
 `analysis` computes a report's numbers (one batched pass, every head), `drawing` draws, `pages` writes the HTML; the
 `report` command (`hms_infer.tasks.report.make_report`) puts them together. `evaluation_page` and
-`evaluation_figures` are the `evaluate` command's page and figures. Nothing else in the library imports this package,
+`evaluation_figures` are the `evaluate` command's page and figures; `timeline` draws and pages whole recordings. Nothing else in the library imports this package,
 so `predict` and kernel.py never need matplotlib; the names below are imported on first use, so the modules that do
 not draw (`pages`, `evaluation_page`) work without it.
 """
 from importlib import import_module
 
 _SOURCES = {"Report": "analysis", "RowInputs": "analysis", "RowReport": "analysis", "analyse": "analysis",
-            "row_inputs": "analysis", "select_rows": "analysis", "draw": "drawing", "figure": "drawing"}
+            "row_inputs": "analysis", "select_rows": "analysis", "draw": "drawing", "figure": "drawing",
+            "timeline_figure": "timeline"}
 __all__ = list(_SOURCES)
 
 

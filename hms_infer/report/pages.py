@@ -77,6 +77,12 @@ def _probability_rows(names: Sequence[tuple[dict[str, str], list[str]]], values:
 def row_page(report: Report, r: RowReport, title: str, png: bytes) -> str:
     """The page of one row: its figure and its numbers (blend, votes and KL; each member and view; each head)."""
     parts = [f'<p><a href="index.html">all rows</a></p><h1>{html.escape(title)}</h1>']
+    return _document(title, "\n".join(parts + row_sections(report, r, title, png)))
+
+
+def row_sections(report: Report, r: RowReport, title: str, png: bytes) -> list[str]:
+    """A row's problems, its tables (`blend`, `member_view`, `heads`; the KL in `<span id="kl">`) and its figure."""
+    parts = []
     if r.problems:
         items = "".join(f"<li>{html.escape(i)}: {html.escape(f)}: {html.escape(why)}</li>" for i, f, why in r.problems)
         parts.append(f"<p>{html.escape(str(r.status))}: {len(r.problems)} problem(s)</p><ul>{items}</ul>")
@@ -101,7 +107,7 @@ def row_page(report: Report, r: RowReport, title: str, png: bytes) -> str:
                         _probability_rows(heads, r.heads.reshape(-1, 6)), "heads"))
     b64 = base64.b64encode(png).decode("ascii")
     parts.append(f'<img alt="{html.escape(title)}" src="data:image/png;base64,{b64}">')
-    return _document(title, "\n".join(parts))
+    return parts
 
 
 def index_page(report: Report, seconds: float) -> str:

@@ -12,6 +12,7 @@ library (ensemble, members, data, models, ...), which imports no task.
     pseudo_labels  out-of-fold noisy-student labels for the training code
     bench          the end-to-end path timed on synthetic rows
     report         a page per row: what the models saw
+    timeline       the predictions along whole recordings, against the experts' windows
     demo           the whole pipeline on synthetic data with random weights
     bundle         the Kaggle offline bundle (build_wheels.sh)
 """

@@ -1,9 +1,11 @@
 """`demo`: the whole pipeline on synthetic data with random weights.
 
 It writes a synthetic competition folder, random-initialised cfg_1 and cfg_5 checkpoints saved the way the
-training code saves them, their manifest (the `manifest` task), runs the main command, then the `report` on the
-same rows (`report/index.html`; skipped, with a line saying so, where matplotlib is missing). The probabilities are
-meaningless: the weights are random.
+training code saves them (`head_all` scaled so that the logits spread like a trained model's, as `bench` does),
+their manifest (the `manifest` task), runs the main command, then the `report` on the same rows
+(`report/index.html`) and the `timeline` of one short synthetic training recording (`timeline/index.html`); the
+last two are skipped, with a line saying so, where matplotlib is missing. The probabilities are meaningless: the
+weights are random.
 """
 from __future__ import annotations
 
@@ -14,14 +16,19 @@ from pathlib import Path
 import torch
 
 from ..constants import MANIFEST_NAME
-from ..models import PRESETS, create_model
+from ..members import random_model
+from ..models import PRESETS
 from ..options import RunOptions
-from ..synthetic import write_competition
+from ..synthetic import write_competition, write_recording
 from .manifest import write_manifest
 from .predict import predict
 
 log = logging.getLogger(__name__)
 DEMO_PRESETS = ("cfg_1", "cfg_5")
+# one training recording of 60 s with two labelled windows, its timeline every 10 s: two windows (full-size models
+# take many seconds per window on 2 CPU cores)
+DEMO_RECORDING = {"eeg_id": 3000000, "spectrogram_id": 700000, "seconds": 60.0, "label_offsets": (0.0, 10.0)}
+DEMO_STRIDE_S = 10.0
 
 
 def run_demo(*, root: str | Path = "demo_out", device: str = "auto", rows: int = 4) -> Path:
@@ -35,22 +42,27 @@ def run_demo(*, root: str | Path = "demo_out", device: str = "auto", rows: int =
     for fold, name in enumerate(DEMO_PRESETS):
         path = weights / f"{PRESETS[name].backbone}_{fold}_0.pt"  # <backbone>_<fold>_<seed>.pt
         if not path.is_file():
-            torch.manual_seed(fold)
-            torch.save(create_model(name).state_dict(), path)
+            torch.save(random_model(name, seed=fold).state_dict(), path)
         checkpoints.append(path)
     manifest = weights / MANIFEST_NAME
     write_manifest(checkpoints=checkpoints, out=manifest)
     on_gpu = device != "cpu" and torch.cuda.is_available()
-    # full-size models on the CPU: one view keeps the demo under 3 minutes
+    # full-size models on the CPU: one view keeps the demo's time down
     options = RunOptions(device=device, views=None if on_gpu else ("none",))
     out = root / "submission.csv"
     predict(data, out=out, manifest=manifest, options=options)
     log.info(f"hms_infer demo: wrote {out} (random weights: meaningless probabilities)")
     if importlib.util.find_spec("matplotlib") is None:
-        log.info("hms_infer demo: no report (it needs matplotlib: pip install 'hms_infer[plot]')")
+        log.info("hms_infer demo: no report and no timeline (they need matplotlib: pip install 'hms_infer[plot]')")
         return out
     from .report import make_report
+    from .timeline import timeline
     report = root / "report"
     make_report(data_dir=data, out=report, manifest=manifest, options=options)
     log.info(f"hms_infer demo: open {report / 'index.html'} to see what the models saw")
+    write_recording(data, **DEMO_RECORDING)
+    summary = timeline(data_dir=data, out=root / "timeline", manifest=manifest, split="train",
+                       eeg_ids=[DEMO_RECORDING["eeg_id"]], stride=DEMO_STRIDE_S, options=options)
+    log.info(summary["report"])
+    log.info(f"hms_infer demo: open {root / 'timeline' / 'index.html'} to see the predictions along a recording")
     return out

@@ -40,7 +40,7 @@ from ..loader import resolve_workers
 from ..manifest import Manifest, Member, resolve_manifest
 from ..metric import kl_divergence, solution_probabilities
 from ..options import RunOptions
-from ..sharding import Parts, Shard, fingerprint
+from ..sharding import Parts, Shard, fingerprint, member_key
 from ..submission import validate_probabilities
 from ..training import read_label_table
 
@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 WINDOW_COLUMNS = ("eeg_id", "eeg_label_offset_seconds", "spectrogram_id", "spectrogram_label_offset_seconds")
 ALL_MEMBERS = "all members"  # the group of `--any-fold` rows
 PICKLE_PROTOCOL = 4  # Python >= 3.4: whatever the training environment runs
-INCOMPLETE = 3  # the CLI's exit code when --time-limit stopped a run before its share was done
 CHUNK_ROWS = 1024  # windows per part: about 30 s of a GPU; what a lost process loses at most
 
 
@@ -124,14 +123,6 @@ def read_chunk(parts: Parts, chunk: Chunk) -> tuple[np.ndarray, dict[int, list[P
     if found is None or found[0].get("probs", np.empty(0)).shape != (chunk.stop - chunk.start, len(CLASSES)):
         return None
     return found[0]["probs"], found[1]
-
-
-def _member_key(m: Member, weights_dir: Path) -> list:
-    """What identifies a member's predictions: its sha256 (verified at loading), else its file's size and time."""
-    path = m.checkpoint_path(weights_dir)
-    stat = path.stat() if m.sha256 is None and path.is_file() else None
-    return [m.name, str(path), m.sha256, m.weight, m.temperature, m.arch,
-            stat and (stat.st_size, stat.st_mtime_ns)]
 
 
 class _TensorsAsLists(pickle.Pickler):
@@ -215,7 +206,7 @@ def pseudo_labels(*, data_dir: str | Path, table: str | Path, manifest: str | Pa
     chunks = plan_chunks(window_group, size, chunk_rows)
     parts = Parts(f"{pkl}.parts", fingerprint(
         windows[list(WINDOW_COLUMNS)], window_group,
-        {g: [_member_key(chosen[i], weights_dir) for i in idx] for g, idx in groups.items()},
+        {g: [member_key(chosen[i], weights_dir) for i in idx] for g, idx in groups.items()},
         ens.views, ens.blend_mode, ens.precision, size, chunk_rows))
     done = {c.index: found for c in chunks if (found := read_chunk(parts, c)) is not None}  # each part read once
     on_disk = len(done)

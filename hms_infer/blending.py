@@ -1,0 +1,27 @@
+"""The blend of the members' and views' logits into one probability per class (SPEC's ensemble: equal weights,
+probability blend; a manifest may say otherwise). Pure torch, differentiable: `blendfit` minimises through it."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+
+def blend(logits: torch.Tensor, weights: Sequence[float] | torch.Tensor, how: str = "prob",
+          temperatures: Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
+    """(M, B, V, 6) member x view logits -> (B, 6) probabilities.
+
+    prob:  sum_m w_m * mean_v softmax(logits)        logit: softmax(sum_m w_m * mean_v logits)
+    Weights are normalised to sum to 1. `temperatures` (M,): each member's logits are divided by its own first
+    (None: unchanged). Differentiable in float64 tensor weights and temperatures (`fit` minimises through it).
+    """
+    w = torch.as_tensor(weights, dtype=torch.float64)
+    w = (w / w.sum()).view(-1, 1, 1)
+    logits = logits.double()
+    if temperatures is not None:
+        logits = logits / torch.as_tensor(temperatures, dtype=torch.float64).view(-1, 1, 1, 1)
+    if how == "prob":
+        return (w * logits.softmax(-1).mean(2)).sum(0)
+    if how == "logit":
+        return (w * logits.mean(2)).sum(0).softmax(-1)
+    raise ValueError(f"blend must be 'prob' or 'logit', got {how!r}")
