@@ -7,8 +7,9 @@
 
 Every command has its API function in `hms_infer.tasks` (`hms_infer.tasks.parity.parity`,
 `hms_infer.tasks.fit_weights.fit_weights`, `hms_infer.tasks.report.make_report`, ...); `hms_infer.report.figure`
-draws one row in a notebook, `Ensemble.timeline` and `hms_infer.report.timeline_figure` a whole recording. The library logs (logger `hms_infer`): `logging.basicConfig(level=logging.INFO)` shows a
-run's summary lines, `logging.getLogger("hms_infer").setLevel(logging.ERROR)` silences them.
+draws one row in a notebook, `Ensemble.timeline` and `hms_infer.report.timeline_figure` a whole recording. The
+library logs (logger `hms_infer`): `logging.basicConfig(level=logging.INFO)` shows a run's summary lines,
+`logging.getLogger("hms_infer").setLevel(logging.ERROR)` silences them.
 """
 from .constants import CLASSES, SUBMISSION_HEADER
 from .data import Competition

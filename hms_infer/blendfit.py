@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from scipy.optimize import minimize
 
-from .constants import SUBMISSION_ORDER
 from .blending import blend
+from .constants import SUBMISSION_ORDER
 from .metric import kl_divergence
 
 WEIGHT_LOGIT_BOUND = 20.0  # |free weight parameter| <= 20: the smallest weight is ~e-40 / G, never 0

@@ -21,9 +21,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from .blending import blend
 from .constants import HEADS
 from .data import Competition
-from .blending import blend
 from .errors import FusedKernelError, HMSInputError
 from .fallback import Problem, apply_policy
 from .loader import batches

@@ -77,6 +77,16 @@ def resolve_workers(num_workers: int | str) -> int:
     return n
 
 
+def worker_died(error: RuntimeError, workers: int, rest: str) -> bool:
+    """Whether `error` is a DataLoader worker that died (killed for memory, say): then logged, and the caller reads
+    the `rest` in the main process."""
+    if not workers or "DataLoader worker" not in str(error):
+        return False
+    log.warning("a DataLoader worker died (%s); reading the remaining %s in the main process",
+                str(error).splitlines()[0], rest)
+    return True
+
+
 def batch_plan(n: int, batch_size: int, cuts: Sequence[int] = ()) -> list[list[int]]:
     """Positions 0..n-1 in batches of `batch_size` in order, a batch also starting at each position of `cuts`
     (parts of a run whose batches must not span them)."""
@@ -114,8 +124,6 @@ def batches(competition: Competition, batch_size: int, num_workers: int | str, p
             yield batch
         return
     except RuntimeError as e:
-        if not workers or "DataLoader worker" not in str(e):
+        if not worker_died(e, workers, "rows"):
             raise
-        log.warning("a DataLoader worker died (%s); reading the remaining rows in the main process",
-                    str(e).splitlines()[0])
     yield from _loader(inputs, plan[done:], 0, pin_memory)

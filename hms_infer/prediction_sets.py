@@ -22,9 +22,9 @@ import pyarrow as pa
 import torch
 from scipy.special import softmax
 
+from .blending import blend
 from .constants import SUBMISSION_ORDER, VOTE_COLUMNS
 from .data import read_csv, read_table
-from .blending import blend
 from .errors import HMSInputError
 from .metric import EPSILON
 from .training import integer_column, read_groups

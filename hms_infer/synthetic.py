@@ -105,11 +105,10 @@ def write_recording(root: str | Path, eeg_id: int, spectrogram_id: int, seconds:
     """Write one long training recording under `root` and append its label rows to `train.csv` (created if absent);
     return `root`.
 
-    The EEG (`seconds` long) changes its rhythms, NaN gap and flat channel about every `SEGMENT_S` s, and C3 is flat from
-    20% of it on. The spectrogram's
-    frames run from time 1 s every 2 s to `spect_end_s` (default: far enough for the 10 minutes of every window at
-    offset + `shift_s`). One label row per offset in `label_offsets` (spectrogram offset = offset + `shift_s`), the
-    votes of each concentrated on another class.
+    The EEG (`seconds` long) changes its rhythms, NaN gap and flat channel about every `SEGMENT_S` s, and C3 is flat
+    from 20% of it on. The spectrogram's frames run from time 1 s every 2 s to `spect_end_s` (default: far enough for
+    the 10 minutes of every window at offset + `shift_s`). One label row per offset in `label_offsets` (spectrogram
+    offset = offset + `shift_s`), the votes of each concentrated on another class.
     """
     root = Path(root)
     rng = np.random.default_rng(seed)

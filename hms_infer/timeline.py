@@ -5,9 +5,10 @@ k x stride s), for every k whose window lies inside the EEG: floor((length - 50)
 rows / 200 s). A recording shorter than 50 s has one window at 0, NaN-padded as the main command pads (`short`).
 Train split: a window's spectrogram offset is its EEG offset plus the recording's shift
 (spectrogram_label_offset_seconds - eeg_label_offset_seconds, the same in every label row of the eeg_id, as is its
-spectrogram_id: rows that disagree are an error naming them), and every labelled offset off that grid is a window too, with its row's own offsets: the
-prediction at a labelled window is exactly the one `predict` gives that row. Spectrogram windows that run off the
-file are NaN-padded as usual and counted. Test split: one window per recording, the row's own (what `predict` sees).
+spectrogram_id: rows that disagree are an error naming them), and every labelled offset off that grid is a window
+too, with its row's own offsets: the prediction at a labelled window is exactly the one `predict` gives that row.
+Spectrogram windows that run off the file are NaN-padded as usual and counted. Test split: one window per recording,
+the row's own (what `predict` sees).
 
 Each window is cut from the recording read once (`data.read_eeg_recording` / `read_spectrogram_recording`, then
 `cut_eeg` / `cut_spectrogram`: the main command's own functions) and preprocessed as the main command does, so its
@@ -29,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
+from .blending import blend
 from .constants import (
     EEG_FS, EEG_WINDOW, ELECTRODES, SPECT_FRAMES, SPECT_FREQS, SPECT_REGIONS, SUBMISSION_ORDER,
     TIMELINE_SHIFT_TOLERANCE_S, VOTE_COLUMNS,
@@ -37,9 +39,8 @@ from .data import (
     Competition, cut_eeg, cut_spectrogram, eeg_start, read_eeg_recording, read_spectrogram_recording,
     spectrogram_offset, spectrogram_start,
 )
-from .blending import blend
 from .errors import HMSInputError, UnusableInput
-from .loader import resolve_workers
+from .loader import resolve_workers, worker_died
 from .metric import kl_divergence, solution_probabilities
 from .preprocess import eeg_electrodes, spectrogram_image
 from .runtime import RunStats
@@ -426,10 +427,8 @@ def predict_recordings(ens: Ensemble, comp: Competition, recordings: Sequence[Re
                 yield i, result
             return
         except RuntimeError as e:
-            if not workers or "DataLoader worker" not in str(e):
+            if not worker_died(e, workers, "recordings"):
                 raise
-            log.warning("a DataLoader worker died (%s); reading the remaining recordings in the main process",
-                        str(e).splitlines()[0])
         rest = [i for i in range(len(recordings)) if i not in done]
         for k, result in _results(ens, comp, [recordings[i] for i in rest], step, size, 0, members, stats):
             bar.update(1)

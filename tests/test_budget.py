@@ -126,15 +126,6 @@ def budget_case(tiny_weights, tmp_path_factory):
     return comp_dir, path
 
 
-@pytest.fixture
-def one_thread():
-    """The tiny models run ~5x faster on one thread than on two on this shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_subset_reuses_the_loaded_models_and_renormalises_the_weights(budget_case, tiny_weights):
     manifest = tiny_manifest(tiny_weights)
     manifest["members"][0]["weight"], manifest["members"][1]["weight"] = 3.0, 1.0
@@ -147,7 +138,7 @@ def test_subset_reuses_the_loaded_models_and_renormalises_the_weights(budget_cas
     np.testing.assert_allclose(sub.blend(logits), logits[0].double().softmax(-1).mean(1).numpy(), atol=1e-12)
 
 
-def test_cli_time_budget_end_to_end(budget_case, tiny_weights, tmp_path, capsys, one_thread):
+def test_cli_time_budget_end_to_end(budget_case, tiny_weights, tmp_path, capsys):
     """Real clock: loading the models alone takes longer than 0.2 s, so the first projection (after row 3: one
     warm-up and two steady batches) is over budget and no level fits: rows 3-5 run on the smallest level, and
     equal what an ensemble of that one member and view, loaded on its own, predicts."""

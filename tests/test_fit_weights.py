@@ -19,7 +19,7 @@ import torch
 import yaml
 from scipy.special import softmax
 
-from hms_infer.blendfit import cross_validate, fit, one_thread
+from hms_infer.blendfit import cross_validate, fit
 from hms_infer.cli import main
 from hms_infer.constants import CLASSES, SUBMISSION_ORDER
 from hms_infer.data import Competition
@@ -276,12 +276,11 @@ def test_fitted_manifest_changes_predict_exactly_as_its_weights_say(fitted_case)
     root, data = fitted_case["root"], fitted_case["data"]
     assert fitted_case["code"] == 0
     fitted = load_manifest(root / "FITTED.yaml")
-    with one_thread():  # 3x faster on a busy 2-core machine
-        frame = predict(data, out=root / "sub.csv", manifest=root / "FITTED.yaml", device="cpu",
-                        num_workers=0, batch_size=1, progress=False)
-        ens = Ensemble.from_manifest(fitted_case["manifest"], device="cpu")  # raw member logits: no weights
-        logits = torch.cat([x for _, x, _ in ens.batch_logits(
-            Competition(data, "test"), batch_size=1, num_workers=0, progress=False)], 1)
+    frame = predict(data, out=root / "sub.csv", manifest=root / "FITTED.yaml", device="cpu",
+                    num_workers=0, batch_size=1, progress=False)
+    ens = Ensemble.from_manifest(fitted_case["manifest"], device="cpu")  # raw member logits: no weights
+    logits = torch.cat([x for _, x, _ in ens.batch_logits(
+        Competition(data, "test"), batch_size=1, num_workers=0, progress=False)], 1)
     w = np.array(fitted.weights)
     by_hand = sum(w[m] * softmax(logits[m, :, 0].double().numpy() / fitted.members[m].temperature, -1)
                   for m in range(2))[:, list(SUBMISSION_ORDER)]

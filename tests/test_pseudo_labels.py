@@ -59,15 +59,6 @@ def write_manifest(path: Path, weights: Path, swap: bool = False, folds=(0, 1)) 
     return path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on 2 cores shared with other jobs, two spinning OpenMP threads run 5-20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class ViewProbs:
     """(member name, label_id) -> (V, 6) the member's probabilities of each view of the row's window, computed on
     first use (the tests need 12 of the 16 member x window pairs)."""

@@ -56,15 +56,6 @@ RECORDINGS = {LONG: dict(seconds=90.0, label_offsets=(20.0, 33.0), shift_s=100.0
 WINDOWS = {LONG: [0.0, 10.0, 20.0, 30.0, 33.0, 40.0], CLIPPED: [0.0, 6.0, 10.0], SHORT: [0.0]}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on 2 cores shared with other jobs, two spinning OpenMP threads run 5-20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def case(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("timeline")

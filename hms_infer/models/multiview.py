@@ -17,8 +17,7 @@ from typing import Callable
 import torch
 
 from ..constants import HEADS
-from ..montage import CHAIN_SIZE, N_CHAINS
-from ..montage import signed_permutation
+from ..montage import CHAIN_SIZE, N_CHAINS, signed_permutation
 from .hms import HMSModel
 
 

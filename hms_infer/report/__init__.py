@@ -7,9 +7,9 @@
 
 `analysis` computes a report's numbers (one batched pass, every head), `drawing` draws, `pages` writes the HTML; the
 `report` command (`hms_infer.tasks.report.make_report`) puts them together. `evaluation_page` and
-`evaluation_figures` are the `evaluate` command's page and figures; `timeline` draws and pages whole recordings. Nothing else in the library imports this package,
-so `predict` and kernel.py never need matplotlib; the names below are imported on first use, so the modules that do
-not draw (`pages`, `evaluation_page`) work without it.
+`evaluation_figures` are the `evaluate` command's page and figures; `timeline` draws and pages whole recordings.
+Nothing else in the library imports this package, so `predict` and kernel.py never need matplotlib; the names below
+are imported on first use, so the modules that do not draw (`pages`, `evaluation_page`) work without it.
 """
 from importlib import import_module
 

@@ -8,14 +8,17 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from matplotlib.collections import LineCollection
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
-from ..constants import EEG_FS, EEG_SCALE, EEG_WINDOW, HEADS, LABEL_WINDOW_S, REPORT_DPI, REPORT_FIGSIZE, SPECT_FRAMES, SPECT_REGIONS, SUBMISSION_CLASSES
-from ..montage import BIPOLAR_PAIRS, CHAIN_SIZE, CHAINS
+from ..constants import (
+    EEG_FS, EEG_SCALE, EEG_WINDOW, HEADS, LABEL_WINDOW_S, REPORT_DPI, REPORT_FIGSIZE, SPECT_FRAMES, SPECT_REGIONS,
+    SUBMISSION_CLASSES,
+)
 from ..data import Competition
 from ..ensemble import Ensemble
+from ..montage import BIPOLAR_PAIRS, CHAIN_SIZE, CHAINS
 from .analysis import Report, RowInputs, RowReport, analyse, row_inputs
 
 _CHAIN_COLOURS = ("#1f4e9c", "#8a2c0d", "#2d6a2d")

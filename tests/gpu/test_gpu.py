@@ -371,8 +371,8 @@ def test_out_of_memory_recovery_frees_the_failed_pass(gpu, rows, report):
 
 
 def test_end_to_end_padded_batches_and_sync_points(gpu, rows, report):
-    """11 rows at batch 8 (a dry run: 3 rows at batch 2, one view): first, steady and last (padded) batch times; rows finite
-    and summing to 1, and equal to the reference path; on the GPU, the sync points of one batch."""
+    """11 rows at batch 8 (a dry run: 3 rows at batch 2, one view): first, steady and last (padded) batch times;
+    rows finite and summing to 1, and equal to the reference path; on the GPU, the sync points of one batch."""
     data, electrodes, spect = rows
     members = [_member("cfg_1", 1, gpu), _member("cfg_5", 5, gpu)]
     precision = "fp32" if DRY_RUN else "fp16"

@@ -1,0 +1,85 @@
+"""The command line's face: every command listed with one line, each command's help ends with an example, the
+version, and options passed on to the tasks as one RunOptions."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+import hms_infer
+from hms_infer.cli import COMMANDS, main, version
+
+from .conftest import tiny_manifest
+
+
+@pytest.fixture(scope="module")
+def tiny_manifest_path(tiny_weights):
+    path = tiny_weights / "cli_manifest.yaml"
+    path.write_text(yaml.safe_dump(tiny_manifest(tiny_weights, tta=("none",))))
+    return path
+
+
+def test_help_lists_every_command_with_one_line_and_an_example(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert e.value.code == 0 and "--test-dir" in text  # the main command's own options
+    listing = text[text.index("commands:"):]
+    for name, command in COMMANDS.items():
+        assert re.search(rf"^  {re.escape(name)} +{re.escape(command.summary)}$", listing, re.M), name
+    assert text.rstrip().endswith(COMMANDS["predict"].example)
+    assert {"predict", "inputs", "manifest", "convert", "score", "parity", "fit-weights", "evaluate", "pseudo-labels",
+            "timeline", "bench", "report", "demo", "bundle"} == set(COMMANDS)
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_each_command_help_ends_with_its_example(name, capsys):
+    with pytest.raises(SystemExit):
+        main([name, "--help"])
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: python -m hms_infer {name}")
+    assert text.rstrip().endswith("example:\n  " + COMMANDS[name].example)
+    example = COMMANDS[name].example.split()
+    if example[:3] == ["python", "-m", "hms_infer"] and len(example) > 3 and example[3] in COMMANDS:
+        assert example[3] == name  # the example runs this very command
+
+
+def test_version_names_the_release_and_the_commit_of_a_checkout():
+    done = subprocess.run([sys.executable, "-m", "hms_infer", "--version"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == version()
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert done.stdout.startswith(f"hms_infer {hms_infer.__version__} (git {head}")
+
+
+def test_predict_is_also_a_named_command(synthetic_dir, tiny_manifest_path, tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    common = ["--manifest", str(tiny_manifest_path), "--device", "cpu", "--num-workers", "0"]
+    assert main(["--test-dir", str(synthetic_dir), "--out", str(a), *common]) == 0
+    assert main(["predict", "--test-dir", str(synthetic_dir), "--out", str(b), *common]) == 0
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_a_checkpoint_that_is_no_checkpoint_is_one_line_naming_the_file(tiny_weights, synthetic_dir, tmp_path,
+                                                                        capsys):
+    """A manifest whose checkpoint is a text file, reached through `../` out of the weights folder: torch's
+    weights-only unpickler raises IndexError on it (0.3.0: a traceback); an error naming the file, exit 2, before
+    any inference, the previous submission untouched."""
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (tmp_path / "notes.txt").write_text("these are not the weights you are looking for\n" * 20)
+    m = tiny_manifest(tiny_weights, tta=("none",))
+    m["members"][0]["checkpoint"] = "../notes.txt"
+    m["members"][1]["checkpoint"] = str(tiny_weights / m["members"][1]["checkpoint"])
+    (weights / "weights_manifest.yaml").write_text(yaml.safe_dump(m))
+    out = tmp_path / "submission.csv"
+    out.write_text("previous\n")
+    code = main(["--test-dir", str(synthetic_dir), "--out", str(out), "--weights-dir", str(weights), "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith(f"hms_infer: error: {weights / '../notes.txt'}: not a readable weights-only checkpoint (")
+    assert "member tiny0's checkpoint path leaves the weights folder" in err
+    assert out.read_text() == "previous\n"
