@@ -18,7 +18,8 @@ from typing import Callable, Sequence
 
 from . import __version__
 from .constants import (
-    BLENDS, BOOTSTRAP_RESAMPLES, MIN_VOTES, PRECISIONS, TIMELINE_CHUNK_RECORDINGS, TIMELINE_STRIDE_S, WORST_ROWS,
+    BLENDS, BOOTSTRAP_RESAMPLES, MANIFEST_NAME, MIN_VOTES, PRECISIONS, TIMELINE_CHUNK_RECORDINGS, TIMELINE_STRIDE_S,
+    WORST_ROWS,
 )
 from .errors import HMSInputError
 from .manifest import default_manifest_path
@@ -439,7 +440,7 @@ def _bundle_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights-dir", type=Path, default=None, help="folder of the checkpoints to bundle")
     p.add_argument("--manifest", type=Path, default=None,
                    help="the manifest (default: WEIGHTS_DIR's if it has one, else --default-manifest)")
-    p.add_argument("--default-manifest", type=Path, default=Path("weights_manifest.yaml"), help="the repo's manifest")
+    p.add_argument("--default-manifest", type=Path, default=Path(MANIFEST_NAME), help="the repo's manifest")
     p.add_argument("--commit", default="unknown", help="the git commit the bundle is built from")
     p.add_argument("--notebook-out", type=Path, default=None, help="the notebook folder to write")
     p.add_argument("--notebook-cell", type=Path, default=None, help="the notebook's one cell (a python script)")

@@ -57,18 +57,11 @@ def read_checkpoint(member: Member, weights_dir: Path) -> dict[str, torch.Tensor
         raise
 
 
-def spread_logits(model: HMSModel, scale: float = HEAD_SCALE) -> HMSModel:
-    """Scale `head_all` so that a randomly initialised model's logits spread like a trained one's (bench, demo)."""
-    with torch.no_grad():
-        model.head_all.weight.mul_(scale)
-        model.head_all.bias.mul_(scale)
-    return model
-
-
 def random_model(arch: str | dict | ArchConfig, seed: int) -> HMSModel:
-    """A random-initialised model (`torch.manual_seed(seed)`) with spread logits: bench's and the demo's members."""
+    """A random-initialised model (`torch.manual_seed(seed)`) whose `head_all` is scaled by `HEAD_SCALE`, so that its
+    logits spread like a trained model's (random weights give ~1/6 everywhere): bench's and the demo's members."""
     torch.manual_seed(seed)
-    return spread_logits(create_model(arch))
+    return create_model(arch).scale_head(HEAD_SCALE)
 
 
 def load_members(manifest: Manifest, weights_dir: Path, devices: Sequence[torch.device],

@@ -68,6 +68,13 @@ class HMSModel(nn.Module):
         """eeg (B, 24, T) -> (B, 1, H, W): the trainable-STFT image its 2-D backbone sees."""
         return self.eeg_backbone.image(self.eeg_backbone.spectra(eeg))
 
+    @torch.no_grad()
+    def scale_head(self, scale: float) -> "HMSModel":
+        """Multiply `head_all`'s weights and bias by `scale` (random members whose logits spread like trained ones')."""
+        self.head_all.weight.mul_(scale)
+        self.head_all.bias.mul_(scale)
+        return self
+
     @staticmethod
     def example_inputs(batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """Zero inputs of the model's shapes, on the current default device: eeg (batch, 24, 10000), spect

@@ -10,7 +10,7 @@ the fraction of the wall time they sat idle. `--reference` runs the same rows th
 unmerged convs, each view its own forward with its own spectrogram branch) and compares.
 
 Random weights give logits near 0; `head_all` is scaled so that they spread like a trained model's
-(`members.spread_logits`), which makes the fast/reference probability difference meaningful.
+(`members.random_model`), which makes the fast/reference probability difference meaningful.
 """
 from __future__ import annotations
 

@@ -67,10 +67,7 @@ def _member(preset: str, seed: int, device: torch.device, scale: float = HEAD_SC
     logits spread like a trained model's."""
     torch.manual_seed(seed)
     with torch.device(device):
-        model = create_model(TINY_ARCH if DRY_RUN else preset)
-    with torch.no_grad():
-        model.head_all.weight.mul_(scale)
-        model.head_all.bias.mul_(scale)
+        model = create_model(TINY_ARCH if DRY_RUN else preset).scale_head(scale)
     return LoadedMember(f"tiny:{preset}" if DRY_RUN else preset, model.to(device).eval(), 1.0, device)
 
 
