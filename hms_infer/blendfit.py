@@ -1,6 +1,6 @@
 """Fit blend weights (and temperatures) that minimise the competition's KL on out-of-fold logits; cross-validate.
 
-The objective is `metric.kl_divergence` of `ensemble.blend`: the very functions `score` and the ensemble use,
+The objective is `metric.kl_divergence` of `blending.blend`: the very functions `score` and the ensemble use,
 run on float64 torch tensors so that autograd gives exact gradients. Weights are a softmax over free parameters
 (non-negative, summing to 1 by construction; bounded so that none underflows to 0), temperatures exp of free
 log-temperatures; scipy's L-BFGS-B minimises from equal weights (the weights-only problem is convex in the

@@ -1,6 +1,6 @@
 """The time budget: a run projects its total time and, if that exceeds the budget, predicts the remaining rows
 with fewer TTA views, then fewer members. The tracker here only decides; the caller runs each batch with
-`Ensemble.subset(*tracker.current)` (the same loaded models).
+`Ensemble.subset(tracker.current.views, tracker.current.members)` (the same loaded models).
 
 Levels (`levels`), from the full ensemble down, each one step smaller than the one before:
 - the views in `TTA_DROP_ORDER` (lrfb, then fb, then lr) that the run has, one at a time, never the last view;

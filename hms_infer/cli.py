@@ -18,15 +18,15 @@ from typing import Callable, Sequence
 
 from . import __version__
 from .constants import (
-    BLENDS, BOOTSTRAP_RESAMPLES, MANIFEST_NAME, MIN_VOTES, PRECISIONS, TIMELINE_CHUNK_RECORDINGS, TIMELINE_STRIDE_S,
-    WORST_ROWS,
+    BLENDS, BOOTSTRAP_RESAMPLES, MANIFEST_NAME, MIN_VOTES, PARITY_TOLERANCE, PRECISIONS, PSEUDO_LABEL_CHUNK_ROWS,
+    TIMELINE_CHUNK_RECORDINGS, TIMELINE_STRIDE_S, WORST_ROWS,
 )
 from .errors import HMSInputError
 from .manifest import default_manifest_path
 from .montage import VIEWS
 from .options import RunOptions
 
-INCOMPLETE = 3  # pseudo-labels stopped by --time-limit: run the same command again to resume
+INCOMPLETE = 3  # pseudo-labels or timeline stopped by --time-limit: run the same command again to resume
 
 
 class _Console(logging.StreamHandler):
@@ -86,7 +86,13 @@ def _manifest_args(p: argparse.ArgumentParser) -> None:
                    help="folder the manifest's checkpoint paths are relative to (default: the manifest's folder)")
 
 
-def _run_args(p: argparse.ArgumentParser, views: bool = True, batches: bool = True, shard: bool = False,
+BATCH_SHARDS = ("compute every N-th batch from the I-th and write it as a part; the shard completing the set merges "
+                "(under torchrun: RANK/WORLD_SIZE, rank 0 merges)")
+PART_SHARDS = ("compute every N-th part from the I-th (resumable: parts on disk are skipped); the process completing "
+               "the set writes the outputs (under torchrun: RANK/WORLD_SIZE, rank 0)")
+
+
+def _run_args(p: argparse.ArgumentParser, views: bool = True, batches: bool = True, shard: str | None = None,
               compile: bool = False) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:0,cuda:1 (default auto: all GPUs)")
     p.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
@@ -100,9 +106,7 @@ def _run_args(p: argparse.ArgumentParser, views: bool = True, batches: bool = Tr
         p.add_argument("--num-workers", default="auto",
                        help="DataLoader worker processes (default auto: CPU cores - 1, at most 8; 0: in-process)")
     if shard:
-        p.add_argument("--shard", default=None, metavar="I/N",
-                       help="compute every N-th batch from the I-th and write it as a part; the shard completing the "
-                            "set merges (under torchrun: RANK/WORLD_SIZE, rank 0 merges)")
+        p.add_argument("--shard", default=None, metavar="I/N", help=shard)
     if compile:
         p.add_argument("--compile", action="store_true", help="torch.compile each member (compile time: minutes)")
 
@@ -134,7 +138,7 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-dir", type=Path, required=True, help="folder with test.csv, test_eegs/, test_spectrograms/")
     p.add_argument("--out", type=Path, required=True, help="submission CSV to write (atomically)")
     _manifest_args(p)
-    _run_args(p, shard=True, compile=True)
+    _run_args(p, shard=BATCH_SHARDS, compile=True)
     p.add_argument("--strict", action="store_true",
                    help="the first row without usable input is an error (default: degraded / fallback rows, "
                         "listed and written to <out>.issues.json)")
@@ -218,9 +222,10 @@ def _parity_args(p: argparse.ArgumentParser) -> None:
     saved.add_argument("--oof", type=Path, help="CSV with label_id and logit_<class> columns")
     p.add_argument("--seed", type=int, default=None, help="the seed in pred_<seed>.npy (with --preds-dir)")
     _manifest_args(p)
-    _run_args(p, views=False, shard=True)
-    p.add_argument("--tolerance", type=float, default=0.05,
-                   help="largest |logit difference| that passes (default 0.05: saved OOF came from fp16-mixed)")
+    _run_args(p, views=False, shard=BATCH_SHARDS)
+    p.add_argument("--tolerance", type=float, default=PARITY_TOLERANCE,
+                   help=f"largest |logit difference| that passes (default {PARITY_TOLERANCE}: saved OOF came from "
+                        f"fp16-mixed)")
     p.add_argument("--report", type=Path, default=None, help="JSON report to write (atomically)")
     p.add_argument("--members", default="*",
                    help="glob on member names selecting one configuration, e.g. 'cfg_1/*' (default: all)")
@@ -296,16 +301,10 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .tasks.evaluate import evaluate, format_summary
-    t0 = time.perf_counter()
-    result = evaluate(table=args.table, sets=args.sets, out=args.out, seed=args.seed, blend=args.blend,
-                      min_votes=args.min_votes, groups=args.groups, bootstrap=args.bootstrap,
-                      bootstrap_seed=args.bootstrap_seed, worst=args.worst)
-    print(format_summary(result))
-    n, sets, dt = result["rows_common"], len(result["sets"]), time.perf_counter() - t0  # the page's figures too
-    print(f"hms_infer evaluate: {n} rows x {sets} sets, {result['bootstrap']} resamples of {result['groups_count']} "
-          f"{result['groups']} groups in {dt:.1f} s ({n * sets / max(dt, 1e-9):.0f} rows/s) -> "
-          f"{args.out / 'index.html'}, {args.out / 'evaluation.json'}")
+    from .tasks.evaluate import evaluate
+    evaluate(table=args.table, sets=args.sets, out=args.out, seed=args.seed, blend=args.blend,
+             min_votes=args.min_votes, groups=args.groups, bootstrap=args.bootstrap,
+             bootstrap_seed=args.bootstrap_seed, worst=args.worst)
     return 0
 
 
@@ -318,7 +317,7 @@ def _convert_args(p: argparse.ArgumentParser) -> None:
 
 def _convert(args: argparse.Namespace) -> int:
     from .tasks.convert import convert_checkpoints
-    convert_checkpoints(args.checkpoints, args.out_dir, args.half)
+    convert_checkpoints(args.checkpoints, out_dir=args.out_dir, half=args.half)
     return 0
 
 
@@ -376,23 +375,23 @@ def _pseudo_labels_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True,
                    help="the pickle to write, e.g. oof_noisy_student.pkl (+ .parquet twin, .issues.json)")
     _manifest_args(p)
-    _run_args(p, shard=True)
+    _run_args(p, shard=PART_SHARDS)
     p.add_argument("--members", default="*", help="glob on member names (default: all)")
     p.add_argument("--any-fold", action="store_true",
                    help="rows of a fold without members are predicted by all members (default: an error)")
     p.add_argument("--strict", action="store_true", help="the first row without usable input is an error")
-    p.add_argument("--chunk-rows", type=int, default=None,
-                   help="windows per resumable part in OUT.parts/ (whole batches; default 1024)")
+    p.add_argument("--chunk-rows", type=int, default=PSEUDO_LABEL_CHUNK_ROWS,
+                   help=f"windows per resumable part in OUT.parts/ (whole batches; default {PSEUDO_LABEL_CHUNK_ROWS})")
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                    help=f"stop after the part that passes this many seconds (exit {INCOMPLETE}; run again to resume)")
 
 
 def _pseudo_labels(args: argparse.Namespace) -> int:
-    from .tasks.pseudo_labels import CHUNK_ROWS, pseudo_labels
+    from .tasks.pseudo_labels import pseudo_labels
     summary = pseudo_labels(data_dir=args.data_dir, table=args.table, manifest=_manifest_path(args), out=args.out,
                             weights_dir=args.weights_dir, members=args.members, options=_options(args),
                             any_fold=args.any_fold, strict=args.strict,
-                            chunk_rows=CHUNK_ROWS if args.chunk_rows is None else args.chunk_rows,
+                            chunk_rows=args.chunk_rows,
                             time_limit=args.time_limit)
     return INCOMPLETE if summary["stopped"] else 0
 
@@ -414,7 +413,7 @@ def _timeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True,
                    help="folder for timeline.parquet, <eeg_id>.png/.html, index.html, timeline.json")
     _manifest_args(p)
-    _run_args(p, shard=True)
+    _run_args(p, shard=PART_SHARDS)
     p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                    help=f"stop after the part that passes this many seconds (exit {INCOMPLETE}; run again to resume)")
     p.add_argument("--chunk-recordings", type=int, default=TIMELINE_CHUNK_RECORDINGS,
@@ -425,10 +424,9 @@ def _timeline_args(p: argparse.ArgumentParser) -> None:
 def _timeline(args: argparse.Namespace) -> int:
     from .tasks.timeline import timeline
     summary = timeline(data_dir=args.data_dir, out=args.out, manifest=_manifest_path(args), split=args.split,
-                       eeg_ids=args.eeg_id, all=args.all, stride=args.stride, at=args.at, members=args.members,
-                       weights_dir=args.weights_dir, options=_options(args), time_limit=args.time_limit,
-                       chunk_recordings=args.chunk_recordings)
-    print(summary["report"])
+                       eeg_ids=args.eeg_id, all_recordings=args.all, stride=args.stride, at=args.at,
+                       members=args.members, weights_dir=args.weights_dir, options=_options(args),
+                       time_limit=args.time_limit, chunk_recordings=args.chunk_recordings)
     return INCOMPLETE if summary["stopped"] else 0
 
 
@@ -448,7 +446,9 @@ def _bundle_args(p: argparse.ArgumentParser) -> None:
 
 def _bundle(args: argparse.Namespace) -> int:
     from .tasks.bundle import bundle
-    bundle(**vars(args))
+    bundle(out=args.out, wheels=args.wheels, requirements=args.requirements, kernel=args.kernel,
+           weights_dir=args.weights_dir, manifest=args.manifest, default_manifest=args.default_manifest,
+           commit=args.commit, notebook_out=args.notebook_out, notebook_cell=args.notebook_cell)
     return 0
 
 

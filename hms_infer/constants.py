@@ -55,6 +55,10 @@ REPORT_DPI = 100
 TTA_DROP_ORDER: tuple[str, ...] = ("lrfb", "fb", "lr")
 KAGGLE_TIME_BUDGET_S = 8 * 3600.0
 BUDGET_STEADY_BATCHES = 2
+# parity: the largest |logit difference| that passes (the saved OOF logits came from fp16-mixed inference);
+# pseudo-labels: windows per resumable part (about 30 s of a GPU: what a lost process loses at most)
+PARITY_TOLERANCE = 0.05
+PSEUDO_LABEL_CHUNK_ROWS = 1024
 # Evaluation (`evaluate`, evaluation.py): total-vote buckets (inclusive lower, upper bounds; None: no upper bound),
 # the default vote threshold (the 15th-place team's CV used the rows with >= 10 votes), equal-width calibration
 # bins on [0, 1], bootstrap resamples and the percentile interval, the worst rows listed per set.

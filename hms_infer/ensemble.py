@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .blending import blend
-from .constants import HEADS
+from .constants import HEADS, TIMELINE_STRIDE_S
 from .data import Competition
 from .errors import FusedKernelError, HMSInputError
 from .fallback import Problem, apply_policy
@@ -72,7 +72,7 @@ class Ensemble:
                         "; ".join(f"{name}: {problem}" for name, problem in failed.items()))
         self._pass_size: list[int | None] = [None]  # set by an out-of-memory error, kept for the run; shared
         self._compiled: set[tuple[str, int, tuple[str, ...], bool]] = set()  # shared with `subset`s
-        self._subsets: dict[tuple[tuple[str, ...], tuple[int, ...]], Ensemble] = {}  # shared with `subset`s
+        self._subsets: dict[tuple[tuple[str, ...], tuple[str, ...]], Ensemble] = {}  # by member names; shared
         if compile:
             raise_compile_limits(COMPILE_GRAPHS_PER_MEMBER * len(self.members))
         self._forwards = [self._member_forward(m, compile) for m in self.members]
@@ -104,14 +104,15 @@ class Ensemble:
             return self
         copied = copy.copy(self)
         copied._forwards = [copied._member_forward(m, False) for m in copied.members]
+        copied._subsets = {}  # its subsets are uncompiled too
         return copied
 
     def subset(self, views: Sequence[str], members: Sequence[int]) -> "Ensemble":
         """The same loaded (and prepared) models, only `members` (indices) with `views`: the time budget's smaller
         levels, pseudo-labels' folds; `blend` re-normalises the weights over the members kept. Made once per
         (views, members) and kept (a compiled forward is not wrapped again); all of them is this ensemble."""
-        key = (tuple(views), tuple(members))
-        if key == (self.views, tuple(range(len(self.members)))):
+        key = (tuple(views), tuple(self.members[i].name for i in members))  # names: one key from any subset
+        if key == (self.views, tuple(m.name for m in self.members)):
             return self
         if key not in self._subsets:
             sub = copy.copy(self)
@@ -390,7 +391,7 @@ class Ensemble:
         probs, _ = apply_policy(probs, problems, self.fallback)
         return to_submission([r.eeg_id for r in comp.rows], probs)
 
-    def timeline(self, competition: Competition, eeg_id: int, stride: float = 2.0, members: bool = False,
+    def timeline(self, competition: Competition, eeg_id: int, stride: float = TIMELINE_STRIDE_S, members: bool = False,
                  batch_size: int | str = "auto", num_workers: int | str = 0, progress: bool = False) -> pd.DataFrame:
         """The prediction along a whole recording (`hms_infer.timeline`): one row per 50-s window of `eeg_id`'s EEG
         every `stride` seconds (train split: plus its labelled offsets; test split: the row's own window), with

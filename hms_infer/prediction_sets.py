@@ -2,7 +2,7 @@
 
 Layouts:
 - `preds`: the training code's saved OOF logits `DIR/<label_id>/pred_<seed>.npy` (`parity.read_preds_dir`);
-- `oof`: a CSV of `label_id` + `logit_<class>` (`parity.read_oof`);
+- `oof`: a CSV of `label_id` + `logit_<class>` (`training.read_oof`);
 - `submission`: a submission-format CSV keyed by `label_id`: `label_id` + the six `*_vote` probability columns;
 - `pseudo`: the Parquet twin of the pseudo labels (`label_id`, `eeg_id`, `fold`, the six `*_vote` probabilities).
 Probabilities must be finite and in [0, 1]; a row whose sum is off 1 by more than `SUM_TOLERANCE` (float32
@@ -24,10 +24,10 @@ from scipy.special import softmax
 
 from .blending import blend
 from .constants import SUBMISSION_ORDER, VOTE_COLUMNS
-from .data import read_csv, read_table
+from .data import read_csv
 from .errors import HMSInputError
 from .metric import EPSILON
-from .training import integer_column, read_groups
+from .training import integer_column, read_groups, shared_rows, unique_label_ids
 
 log = logging.getLogger(__name__)
 LOGIT_LAYOUTS = ("preds", "oof")
@@ -66,27 +66,6 @@ class PredictionSet:
         return logits
 
 
-def read_vote_table(path: str | Path) -> pd.DataFrame:
-    """The training table: ids validated (`data.read_table`), unique `label_id`, the six vote columns, an integer
-    `fold` where there is one."""
-    df = read_table(Path(path), "train")
-    missing = [c for c in VOTE_COLUMNS if c not in df.columns]
-    if missing:
-        raise HMSInputError(f"{path}: no vote column(s) {missing}: the evaluation compares predictions with the "
-                            f"experts' vote counts (the training table's {list(VOTE_COLUMNS)})")
-    _unique(df, path)
-    if "fold" in df.columns:
-        df["fold"] = integer_column(df, "fold", path)
-    return df
-
-
-def _unique(df: pd.DataFrame, path: str | Path) -> None:
-    twice = df["label_id"].duplicated().to_numpy()
-    if twice.any():
-        i = int(np.flatnonzero(twice)[0])
-        raise HMSInputError(f"{path} row {i}: label_id {df['label_id'].iloc[i]} appears twice")
-
-
 def read_set(layout: str, name: str, path: str | Path, seed: int | None = None) -> PredictionSet:
     """One prediction set in `layout` (see the module docstring); `seed` is the `pred_<seed>.npy` of `preds`."""
     if layout in LOGIT_LAYOUTS:
@@ -103,7 +82,7 @@ def read_set(layout: str, name: str, path: str | Path, seed: int | None = None) 
     if frame.empty:
         raise HMSInputError(f"{path}: no rows; set {name} has no predictions")
     ids = integer_column(frame, "label_id", path).to_numpy()
-    _unique(frame, path)
+    unique_label_ids(frame, path, "one prediction per label row")
     return PredictionSet(name, layout, str(path), ids, checked_probabilities(frame, path))
 
 
@@ -154,29 +133,18 @@ def read_sets(specs: Sequence[tuple[str, str, str | Path]], seed: int | None = N
 
 def match_rows(table: pd.DataFrame, sets: Sequence[PredictionSet], table_name: str
                ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The table positions (table order) of the label_ids every set predicted, and per set the position of each of
-    those rows in the set. A set's label_id that is not a row of the table is an error naming it."""
-    ids = table["label_id"].to_numpy(dtype=np.int64)
-    for s in sets:
-        unknown = ~np.isin(s.label_ids, ids)
-        if unknown.any():
-            i = int(np.flatnonzero(unknown)[0])
-            raise HMSInputError(f"{s.source}: label_id {s.label_ids[i]} (set {s.name}: {int(unknown.sum())} of its "
-                                f"{len(s.label_ids)} rows) is not a row of {table_name}; the predictions and the "
-                                f"table must come from the same training table")
-    shared = np.logical_and.reduce([np.isin(ids, s.label_ids) for s in sets])
-    counts = ", ".join(f"{s.name} {len(s.label_ids)}" for s in sets)
-    if not shared.any():
-        raise HMSInputError(f"no row of {table_name} that every set predicted (rows per set: {counts})")
-    rows = np.flatnonzero(shared)
+    """The table positions (table order) of the label_ids every set predicted (`training.shared_rows`), and per set
+    the position of each of those rows in the set."""
+    rows = shared_rows(table, {s.name: s.label_ids for s in sets}, table_name, sources={s.name: s.source for s in sets})
     if any(len(s.label_ids) != len(rows) for s in sets):
         log.warning("the sets cover different rows (rows per set: %s): every set is evaluated on the %d rows they "
-                    "all cover", counts, len(rows))
+                    "all cover", ", ".join(f"{s.name} {len(s.label_ids)}" for s in sets), len(rows))
+    ids = table["label_id"].to_numpy(dtype=np.int64)
     return rows, [pd.Index(s.label_ids).get_indexer(ids[rows]) for s in sets]
 
 
 def blend_sets(sets: Sequence[PredictionSet], index: Sequence[np.ndarray], how: str) -> np.ndarray:
-    """The sets' equal blend (`ensemble.blend`, `how` = prob | logit) of the rows `index` (per set its positions)
+    """The sets' equal blend (`blending.blend`, `how` = prob | logit) of the rows `index` (per set its positions)
     -> (n, 6) probabilities in `VOTE_COLUMNS` order. Probability sets enter as their logs (`blend_logits`)."""
     logits = torch.from_numpy(np.stack([s.blend_logits(i) for s, i in zip(sets, index)]))[:, :, None]
     return blend(logits, [1.0] * len(sets), how).numpy()[:, list(SUBMISSION_ORDER)]

@@ -1,6 +1,6 @@
 """Device, precision and placement plumbing: where members run, in which dtype, how many rows at once.
 
-Nothing here changes what a model computes (the blend math is `ensemble.blend`). The choices, each a fix from
+Nothing here changes what a model computes (the blend math is `blending.blend`). The choices, each a fix from
 GPU-REVIEW.md:
 - precision `auto` is fp16 autocast on GPUs (as the training code validated) and fp32 on the CPU; fp16 on the
   CPU is refused (CPU autocast runs pow/log1p in fp16 and the STFT image overflows), bf16 below sm_80 too;

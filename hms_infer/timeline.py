@@ -403,7 +403,8 @@ def _results(ens: Ensemble, comp: Competition, recordings: Sequence[Recording], 
         yield p.index, _finish(recordings[p.index], p, None, names)
 
 
-def predict_recordings(ens: Ensemble, comp: Competition, recordings: Sequence[Recording], stride: float = 2.0,
+def predict_recordings(ens: Ensemble, comp: Competition, recordings: Sequence[Recording],
+                       stride: float = TIMELINE_STRIDE_S,
                        batch_size: int | str = "auto", num_workers: int | str = "auto", members: bool = False,
                        stats: TimelineStats | None = None, progress: bool = True
                        ) -> Iterator[tuple[int, RecordingResult]]:
@@ -437,7 +438,8 @@ def predict_recordings(ens: Ensemble, comp: Competition, recordings: Sequence[Re
         bar.close()
 
 
-def recording_timeline(ens: Ensemble, comp: Competition, eeg_id: int, stride: float = 2.0, members: bool = False,
+def recording_timeline(ens: Ensemble, comp: Competition, eeg_id: int, stride: float = TIMELINE_STRIDE_S,
+                       members: bool = False,
                        batch_size: int | str = "auto", num_workers: int | str = 0, progress: bool = False
                        ) -> RecordingResult:
     """One recording's result; a recording without usable EEG is an `HMSInputError` saying why."""

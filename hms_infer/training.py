@@ -6,7 +6,7 @@ The validation row of an `eeg_id` is its row with the smallest `eeg_sub_id` amon
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,8 @@ def integer_column(df: pd.DataFrame, col: str, path: str | Path) -> pd.Series:
     return num.astype(np.int64)
 
 
-def _unique_label_ids(df: pd.DataFrame, path: str | Path, why: str) -> None:
+def unique_label_ids(df: pd.DataFrame, path: str | Path, why: str) -> None:
+    """An error naming the first row whose `label_id` an earlier row has."""
     twice = df["label_id"].duplicated().to_numpy()
     if twice.any():
         i = int(np.flatnonzero(twice)[0])
@@ -44,7 +45,7 @@ def read_train_table(path: str | Path) -> pd.DataFrame:
     df = read_table(Path(path), "train")
     missing = [c for c in TABLE_COLUMNS if c not in df.columns]
     if missing:
-        raise HMSInputError(f"{path}: missing column(s) {missing} (the training table has {list(TABLE_COLUMNS)})")
+        raise HMSInputError(f"{path}: missing column(s) {missing} (the training table needs {list(TABLE_COLUMNS)})")
     for col in ("eeg_sub_id", "fold"):
         df[col] = integer_column(df, col, path)
     return df
@@ -53,22 +54,51 @@ def read_train_table(path: str | Path) -> pd.DataFrame:
 def read_label_table(path: str | Path) -> pd.DataFrame:
     """`read_train_table` with unique `label_id`s (pseudo-labels are keyed by them)."""
     table = read_train_table(path)
-    _unique_label_ids(table, path, "the pseudo labels are keyed by label_id")
+    unique_label_ids(table, path, "the pseudo labels are keyed by label_id")
     return table
 
 
-def read_fold_table(path: str | Path) -> pd.DataFrame:
-    """The training table for fitting on OOF logits: ids validated, unique `label_id`, integer `fold`, votes."""
+def read_vote_table(path: str | Path) -> pd.DataFrame:
+    """The training table against which predictions are judged (fit-weights, evaluate): ids validated, unique
+    `label_id`, the six vote columns, an integer `fold` where there is one."""
     df = read_table(Path(path), "train")
+    missing = [c for c in VOTE_COLUMNS if c not in df.columns]
+    if missing:
+        raise HMSInputError(f"{path}: no vote column(s) {missing}: predictions are judged against the experts' vote "
+                            f"counts (the training table's {list(VOTE_COLUMNS)})")
+    unique_label_ids(df, path, "a row per label")
+    if "fold" in df.columns:
+        df["fold"] = integer_column(df, "fold", path)
+    return df
+
+
+def read_fold_table(path: str | Path) -> pd.DataFrame:
+    """`read_vote_table` with a `fold` column (fit-weights cross-validates by it)."""
+    df = read_vote_table(path)
     if "fold" not in df.columns:
         raise HMSInputError(f"{path}: no 'fold' column: fit-weights cross-validates by the folds the OOF logits "
                             f"were predicted in; add each row's validation fold (as for parity)")
-    missing = [c for c in VOTE_COLUMNS if c not in df.columns]
-    if missing:
-        raise HMSInputError(f"{path}: missing vote column(s) {missing}")
-    df["fold"] = integer_column(df, "fold", path)
-    _unique_label_ids(df, path, "a row per label")
     return df
+
+
+def shared_rows(table: pd.DataFrame, label_ids: Mapping[str, np.ndarray], table_name: str, kind: str = "set",
+                sources: Mapping[str, str] | None = None) -> np.ndarray:
+    """The table positions (table order) of the label_ids that every named source of `label_ids` ({name: (n,)}) holds.
+    A source's label_id that is not a row of the table is an error naming it (its file from `sources`); so is no
+    shared row."""
+    ids = table["label_id"].to_numpy(dtype=np.int64)
+    for name, held in label_ids.items():
+        unknown = held[~np.isin(held, ids)]
+        if len(unknown):
+            where = f"{sources[name]}: " if sources else ""
+            raise HMSInputError(f"{where}{kind} {name}: {len(unknown)} of its {len(held)} label_ids are not rows of "
+                                f"{table_name} (first: label_id {unknown[0]}); the predictions and the table must come "
+                                f"from the same training table")
+    shared = np.logical_and.reduce([np.isin(ids, held) for held in label_ids.values()])
+    if not shared.any():
+        counts = ", ".join(f"{name} {len(held)}" for name, held in label_ids.items())
+        raise HMSInputError(f"no row of {table_name} that every {kind} predicted (rows per {kind}: {counts})")
+    return np.flatnonzero(shared)
 
 
 def validation_rows(table: pd.DataFrame) -> pd.DataFrame:

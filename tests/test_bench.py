@@ -6,7 +6,7 @@ import json
 import pytest
 import yaml
 
-from hms_infer.tasks.bench import BRANCHES
+from hms_infer.models import BRANCHES
 from hms_infer.cli import main
 
 from .conftest import tiny_manifest

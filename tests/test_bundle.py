@@ -71,7 +71,7 @@ def weights_dir(tiny_weights, tmp_path_factory) -> Path:
     (TTA none)."""
     d = tmp_path_factory.mktemp("bundle_weights")
     shutil.copy(tiny_weights / "test_efficientnet_0_0.pt", d)
-    convert_checkpoint(tiny_weights / "test_efficientnet_1_0.pt", d / "fp16", half=True)
+    convert_checkpoint(tiny_weights / "test_efficientnet_1_0.pt", out_dir=d / "fp16", half=True)
     manifest = tiny_manifest(d, tta=("none",))
     manifest["members"][1]["checkpoint"] = "fp16/test_efficientnet_1_0.safetensors"
     (d / "weights_manifest.yaml").write_text(yaml.safe_dump(manifest))
@@ -266,7 +266,7 @@ def test_convert_refuses_two_checkpoints_with_one_output(tmp_path, tiny_weights)
         (tmp_path / name).mkdir()
         shutil.copy(tiny_weights / "test_efficientnet_0_0.pt", tmp_path / name / "model.pt")
     with pytest.raises(HMSInputError, match="would both be written to"):
-        convert_checkpoints([tmp_path / "a" / "model.pt", tmp_path / "b" / "model.pt"], tmp_path / "out")
+        convert_checkpoints([tmp_path / "a" / "model.pt", tmp_path / "b" / "model.pt"], out_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert [p.parent.name for p in convert_checkpoints([tmp_path / "a" / "model.pt", tmp_path / "b" / "model.pt"])] \
         == ["a", "b"]

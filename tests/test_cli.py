@@ -83,3 +83,30 @@ def test_a_checkpoint_that_is_no_checkpoint_is_one_line_naming_the_file(tiny_wei
     assert err.startswith(f"hms_infer: error: {weights / '../notes.txt'}: not a readable weights-only checkpoint (")
     assert "member tiny0's checkpoint path leaves the weights folder" in err
     assert out.read_text() == "previous\n"
+
+
+def test_run_options_reach_the_tasks_as_one_value(monkeypatch, tmp_path):
+    import hms_infer.tasks.parity as parity_task
+    import hms_infer.tasks.predict as predict_task
+    seen = {}
+    monkeypatch.setattr(predict_task, "predict", lambda test_dir, **kw: seen.update(predict=kw))
+    assert main(["--test-dir", str(tmp_path), "--out", str(tmp_path / "s.csv"), "--device", "cpu", "--precision",
+                 "bf16", "--tta", "none,lr", "--batch-size", "3", "--num-workers", "0", "--compile",
+                 "--shard", "1/2"]) == 0
+    assert seen["predict"]["options"] == hms_infer.RunOptions(
+        device="cpu", precision="bf16", views=("none", "lr"), batch_size="3", num_workers="0", compile=True,
+        shard="1/2")
+    monkeypatch.setattr(parity_task, "parity", lambda **kw: seen.update(parity=kw) or {"passed": False})
+    oof = tmp_path / "oof.csv"
+    oof.write_text("label_id,logit_gpd,logit_grda,logit_lpd,logit_lrda,logit_other,logit_seizure\n")
+    assert main(["parity", "--data-dir", str(tmp_path), "--table", "t.csv", "--oof", str(oof), "--device", "cpu",
+                 "--batch-size", "2", "--tolerance", "0.1"]) == 1  # parity failed: exit 1
+    assert seen["parity"]["options"] == hms_infer.RunOptions(device="cpu", batch_size="2")
+    assert seen["parity"]["tolerance"] == 0.1
+
+
+def test_an_output_that_cannot_be_written_fails_before_the_work(synthetic_dir, tmp_path, capsys):
+    (tmp_path / "folder.npz").mkdir()
+    assert main(["inputs", "--data-dir", str(synthetic_dir), "--out", str(tmp_path / "folder.npz")]) == 2
+    assert capsys.readouterr().err.strip() == f"hms_infer: error: {tmp_path / 'folder.npz'}: is a folder; give the " \
+                                              f"file to write"

@@ -21,7 +21,7 @@ import pytest
 from scipy.special import softmax
 
 from hms_infer.cli import main
-from hms_infer.constants import CLASSES, SUBMISSION_ORDER, VOTE_COLUMNS
+from hms_infer.constants import SUBMISSION_ORDER, VOTE_COLUMNS
 from hms_infer.evaluation import bootstrap_means, calibration, confusion, consensus, vote_bucket
 from hms_infer.metric import score
 from hms_infer.training import LOGIT_COLUMNS
@@ -415,14 +415,14 @@ def test_bad_input_is_a_one_line_error(tmp_path, capsys):
 
     unknown = write_submission(tmp_path / "unknown.csv", [300, 301, 999], PROBS[:3])
     err = run("--submission", f"s={unknown}")
-    assert str(unknown) in err and "label_id 999" in err and "not a row of" in err
+    assert str(unknown) in err and "label_id 999" in err and "not rows of" in err
     off = write_submission(tmp_path / "off.csv", 300 + np.arange(8), np.array(PROBS) * 0.8)
     assert f"{off} row 0 (label_id 300): probabilities must sum to 1" in run("--submission", f"s={off}")
     negative = write_submission(tmp_path / "neg.csv", [300, 301], [PROBS[0], [-0.1, 0.6, 0.1, 0.1, 0.2, 0.1]])
     assert f"{negative} row 1 (label_id 301): probabilities must be finite numbers in [0, 1]" in \
         run("--submission", f"s={negative}")
     twice = write_submission(tmp_path / "twice.csv", [300, 300], PROBS[:2])
-    assert "label_id 300 appears twice" in run("--submission", f"s={twice}")
+    assert "label_id 300 appears more than once" in run("--submission", f"s={twice}")
     assert "no vote column(s) ['other_vote']" in run("--submission", f"s={sub}", table_path=small_table(
         tmp_path / "novotes.csv", other_vote=None))
     fractions = small_table(tmp_path / "fractions.csv", seizure_vote=[0.5] * 8)

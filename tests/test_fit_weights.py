@@ -87,7 +87,8 @@ def test_informative_group_takes_the_weight(tmp_path):
     groups = as_groups(table, good=z + rng.normal(0, 0.5, z.shape), noise=rng.normal(0, 1.5, z.shape))
     manifest = write_manifest(tmp_path / "m.yaml", [("good/fold0", "g0.pt"), ("good/fold1", "g1.pt"),
                                                      ("noise", "n.pt")])
-    report = fit_weights(table=tmp_path / "train.csv", groups=groups, manifest=manifest, out=tmp_path / "fitted.yaml", progress=False)
+    report = fit_weights(table=tmp_path / "train.csv", groups=groups,
+                         manifest=manifest, out=tmp_path / "fitted.yaml", progress=False)
     assert report["rows"] == 2000 and REPORT_KEYS <= set(report)
     w = report["weights"]
     assert w["good"] >= 0.9 and w["noise"] >= 0 and sum(w.values()) == pytest.approx(1, abs=1e-12)
@@ -131,11 +132,13 @@ def test_temperature_recovers_a_doubled_logit_scale(tmp_path, how):
     table.to_csv(tmp_path / "train.csv", index=False)
     groups = as_groups(table, sharp=2 * z, noise=rng.normal(0, 1.5, z.shape))
     manifest = write_manifest(tmp_path / "m.yaml", [("sharp", "s.pt"), ("noise", "n.pt")])
-    report = fit_weights(table=tmp_path / "train.csv", groups=groups, manifest=manifest, out=tmp_path / "fitted.yaml", blend=how,
+    report = fit_weights(table=tmp_path / "train.csv", groups=groups,
+                         manifest=manifest, out=tmp_path / "fitted.yaml", blend=how,
                          temperature=True, progress=False)
     assert report["temperatures"]["sharp"] == pytest.approx(2.0, rel=0.05)
     assert report["weights"]["sharp"] >= 0.9
-    plain = fit_weights(table=tmp_path / "train.csv", groups=groups, manifest=manifest, out=tmp_path / "plain.yaml", blend=how,
+    plain = fit_weights(table=tmp_path / "train.csv", groups=groups,
+                        manifest=manifest, out=tmp_path / "plain.yaml", blend=how,
                         progress=False)
     assert report["score_fitted"] < plain["score_fitted"] - 0.01  # dividing by 2 is worth a lot
     fitted = load_manifest(tmp_path / "fitted.yaml")
@@ -196,7 +199,8 @@ def test_refit_without_temperature_keeps_the_manifest_temperatures_in_place(tmp_
     d = yaml.safe_load(write_manifest(tmp_path / "m.yaml", [("sharp", "s.pt"), ("soft", "n.pt")]).read_text())
     d["members"][0] = {"temperature": 2.0, **d["members"][0]}  # first field: its place must not move
     (tmp_path / "m.yaml").write_text(yaml.safe_dump(d, sort_keys=False))
-    report = fit_weights(table=tmp_path / "train.csv", groups=groups, manifest=tmp_path / "m.yaml", out=tmp_path / "f.yaml",
+    report = fit_weights(table=tmp_path / "train.csv", groups=groups,
+                         manifest=tmp_path / "m.yaml", out=tmp_path / "f.yaml",
                          progress=False)
     assert report["temperatures"] == {"sharp": 2.0, "soft": 1.0}
     y = targets_of(table)
@@ -208,7 +212,8 @@ def test_refit_without_temperature_keeps_the_manifest_temperatures_in_place(tmp_
     with pytest.raises(HMSInputError, match="group sharp .* different temperatures"):
         d["members"].append({**d["members"][1], "name": "sharp/2", "temperature": 3.0})
         (tmp_path / "m2.yaml").write_text(yaml.safe_dump(d, sort_keys=False))
-        fit_weights(table=tmp_path / "train.csv", groups=groups, manifest=tmp_path / "m2.yaml", out=tmp_path / "f2.yaml",
+        fit_weights(table=tmp_path / "train.csv", groups=groups,
+                    manifest=tmp_path / "m2.yaml", out=tmp_path / "f2.yaml",
                     progress=False)
 
 
@@ -316,7 +321,7 @@ def test_clear_errors(fitted_case, capsys, tmp_path):
     other = write_oof_csv(tmp_path / "other.csv", dict(zip(table["label_id"][200:], np.zeros((200, 6)))))
     err = _error(["fit-weights", "--table", base[2], "--oof", f"a={half}", "--oof", f"b={other}",
                   "--manifest", str(fitted_case["manifest"]), "-o", str(tmp_path / "f.yaml")], capsys)
-    assert "no row that every group predicted" in err and "a 200, b 200" in err
+    assert "that every group predicted" in err and "a 200, b 200" in err
     # the wrong seed: a group without OOF logits
     assert "no <label_id>/pred_8.npy" in _error([("8" if x == "7" else x) for x in base], capsys)
     # no group at all; --preds without --seed; a spec without '='
@@ -394,11 +399,13 @@ def test_fit_weights_on_the_rows_with_many_votes_and_vote_weighted(tmp_path, cap
     def blended(w: dict, rows) -> np.ndarray:
         return (w["many"] * softmax(logits["many"][rows], 1) + w["few"] * softmax(logits["few"][rows], 1))[:, order]
 
-    plain = fit_weights(table=tmp_path / "train.csv", groups=groups, manifest=manifest, out=tmp_path / "plain.yaml", progress=False)
+    plain = fit_weights(table=tmp_path / "train.csv", groups=groups,
+                        manifest=manifest, out=tmp_path / "plain.yaml", progress=False)
     assert set(plain) == PLAIN_REPORT_KEYS  # without the new options: the report as before
     assert "Vote-aware" not in (tmp_path / "plain.yaml").read_text()
 
-    many = fit_weights(table=tmp_path / "train.csv", groups=groups, manifest=manifest, out=tmp_path / "many.yaml", progress=False,
+    many = fit_weights(table=tmp_path / "train.csv", groups=groups,
+                       manifest=manifest, out=tmp_path / "many.yaml", progress=False,
                        min_votes=10)
     keep = totals >= 10
     assert many["rows"] == keep.sum() and many["rows_before_min_votes"] == 800 and many["min_votes"] == 10
@@ -413,7 +420,8 @@ def test_fit_weights_on_the_rows_with_many_votes_and_vote_weighted(tmp_path, cap
         held_out[rows] = blended(v["weights"], rows)
     assert many["score_cv"] == pytest.approx(kl_divergence(y[keep], held_out[keep]), rel=1e-12)
 
-    weighted = fit_weights(table=tmp_path / "train.csv", groups=groups, manifest=manifest, out=tmp_path / "w.yaml", progress=False,
+    weighted = fit_weights(table=tmp_path / "train.csv", groups=groups,
+                           manifest=manifest, out=tmp_path / "w.yaml", progress=False,
                            vote_weighted=True)
     assert weighted["rows"] == 800 and weighted["vote_weighted"] is True and weighted["min_votes"] is None
     assert weighted["weights"]["many"] > plain["weights"]["many"] + 0.05

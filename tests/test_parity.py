@@ -100,7 +100,8 @@ def cli(case: dict, *extra: str) -> list[str]:
 
 
 def test_parity_with_own_fp32_oof_passes(case):
-    report = parity(data_dir=case["data"], table=case["table"], manifest=case["manifest"], saved=read_preds_dir(case["preds"], SEED),
+    report = parity(data_dir=case["data"], table=case["table"],
+                    manifest=case["manifest"], saved=read_preds_dir(case["preds"], SEED),
                     device="cpu", num_workers=0, progress=False)
     assert report["rows"] == 3 and report["rows_without_prediction"] == 0
     assert report["max_abs_logit_diff"] < 1e-5 and report["passed"]
@@ -147,7 +148,8 @@ def test_missing_fold_member_names_the_fold(case, capsys):
     assert code == 2
     assert "fold 1:" in capsys.readouterr().err
     with pytest.raises(HMSInputError, match="fold 1: .* 0 members with fold 1"):
-        parity(data_dir=case["data"], table=case["table"], manifest=case["fold0_only"], saved=read_preds_dir(case["preds"], SEED), device="cpu")
+        parity(data_dir=case["data"], table=case["table"],
+               manifest=case["fold0_only"], saved=read_preds_dir(case["preds"], SEED), device="cpu")
 
 
 def test_no_row_to_compare_is_an_error(case, capsys):
@@ -177,11 +179,14 @@ def test_members_glob_selects_one_configuration(case, capsys):
 def test_sharded_parity_merges_into_the_same_report(case, tmp_path):
     saved = read_preds_dir(case["preds"], SEED)
     args = dict(device="cpu", num_workers=0, progress=False, batch_size=1)
-    whole = parity(data_dir=case["data"], table=case["table"], manifest=case["manifest"], saved=saved, **args)
+    whole = parity(data_dir=case["data"], table=case["table"],
+                   manifest=case["manifest"], saved=saved, **args)
     report = tmp_path / "parity.json"
-    first = parity(data_dir=case["data"], table=case["table"], manifest=case["manifest"], saved=saved, report_path=report, shard="1/2", **args)
+    first = parity(data_dir=case["data"], table=case["table"],
+                   manifest=case["manifest"], saved=saved, report_path=report, shard="1/2", **args)
     assert first == {"shard": "1/2", "rows": 1, "merged": False, "passed": True} and not report.exists()
-    merged = parity(data_dir=case["data"], table=case["table"], manifest=case["manifest"], saved=saved, report_path=report, shard="0/2", **args)
+    merged = parity(data_dir=case["data"], table=case["table"],
+                    manifest=case["manifest"], saved=saved, report_path=report, shard="0/2", **args)
     # fold 0 has 2 rows (batches 0, 1), fold 1 one (batch 2): shard 0 takes batches 0 and 2
     for key in ("rows", "max_abs_logit_diff", "mean_abs_logit_diff", "kl_recomputed", "folds", "passed"):
         assert merged[key] == whole[key], key

@@ -145,9 +145,9 @@ def single(case, tmp_path_factory) -> dict:
     original = Competition.read_eeg
     Competition.read_eeg = lambda self, row: reads.append(row.key) or original(self, row)
     try:
-        summary = pseudo_labels(data_dir=case["data"], table=case["root"] / "train_folds.csv", manifest=case["manifest"], out=out,
-                                device="cpu",
-                                batch_size=1, num_workers=0, chunk_rows=1, progress=False)
+        summary = pseudo_labels(data_dir=case["data"], table=case["root"] / "train_folds.csv",
+                                manifest=case["manifest"], out=out, device="cpu", batch_size=1, num_workers=0,
+                                chunk_rows=1, progress=False)
     finally:
         Competition.read_eeg = original
     return {"out": out, "reads": reads, "summary": summary}
@@ -227,6 +227,22 @@ def test_a_stopped_run_resumes_into_the_same_file(case, single, tmp_path, capsys
     assert out.read_bytes() == single["out"].read_bytes()
     assert out.with_suffix(".parquet").read_bytes() == single["out"].with_suffix(".parquet").read_bytes()
     assert not parts.exists()
+
+
+def test_batches_of_several_windows_never_span_two_folds(case, single, tmp_path):
+    """Batch 3, two windows per fold: one DataLoader reads every chunk, and a batch starts at each chunk (a batch of
+    3 would take a window of the next fold otherwise, predicted by the wrong members); sharded runs write the same
+    bytes as one run."""
+    one, shard = tmp_path / "one" / "p.pkl", tmp_path / "shard" / "p.pkl"
+    bigger = ["--batch-size", "3", "--chunk-rows", "2"]  # flags given twice: argparse keeps the last
+    assert main([*args(case, one), *bigger]) == 0
+    labels, want = load(one), expected(case, case["table"])
+    for label_id, probs in labels.items():
+        np.testing.assert_allclose(probs.double().numpy(), want[label_id], rtol=0, atol=1e-6)
+    assert main([*args(case, shard), *bigger, "--shard", "1/2"]) == 0 and not shard.exists()
+    assert main([*args(case, shard), *bigger, "--shard", "0/2"]) == 0
+    for suffix in (".pkl", ".parquet", ".issues.json"):
+        assert one.with_suffix(suffix).read_bytes() == shard.with_suffix(suffix).read_bytes(), suffix
 
 
 def test_torchrun_two_processes_write_the_single_process_file(case, single, tmp_path):

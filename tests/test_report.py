@@ -154,8 +154,8 @@ def test_train_split_votes_kl_and_aux_heads_equal_a_direct_forward(synthetic_dir
     comp = Competition(synthetic_dir, "train")
     eeg_id = min(comp.table.eeg_id, key=lambda e: (comp.table.eeg_id == e).sum())  # the one with the fewest rows
     mine = [i for i, r in enumerate(comp.rows) if r.eeg_id == eeg_id]
-    index_path = make_report(data_dir=synthetic_dir, out=tmp_path / "r", manifest=manifest, split="train", eeg_ids=[eeg_id],
-                             device="cpu", num_workers=0, progress=False)
+    index_path = make_report(data_dir=synthetic_dir, out=tmp_path / "r", manifest=manifest, split="train",
+                             eeg_ids=[eeg_id], device="cpu", num_workers=0, progress=False)
     rows = Tables(index_path.read_text()).rows("rows")
     assert [int(a["data-row"]) for a, _ in rows] == mine and len(mine) >= 2  # every row of the eeg_id
     ens = Ensemble.from_manifest(manifest, device="cpu")

@@ -97,7 +97,8 @@ def test_torchrun_two_processes_write_the_single_process_bytes(case):
 
 def test_parts_carry_each_rows_problems(tmp_path):
     import numpy as np
-    first = Shard(0, 2).gather(Parts(tmp_path, "run"), [0, 1, 4], np.ones((3, 6)), 5, {1: [("eeg", "a.parquet", "gone")]})
+    first = Shard(0, 2).gather(Parts(tmp_path, "run"), [0, 1, 4], np.ones((3, 6)), 5,
+                               {1: [("eeg", "a.parquet", "gone")]})
     assert first is None  # shard 1's part is not there yet
     probs, notes = Shard(1, 2).gather(Parts(tmp_path, "run"), [2, 3], np.zeros((2, 6)), 5,
                                       {3: [("spectrogram", "b.parquet", "no rows")]})

@@ -1,8 +1,8 @@
 """`timeline`: whole recordings, window by window, against the main command on test rows built from the same windows.
 
 The recordings are synthetic training recordings (`synthetic.write_recording`): 90 s with labelled windows on the
-stride's grid and off it; 60 s whose spectrogram ends before the EEG; 30 s (shorter than a window). The members are two tiny random models with `head_all` scaled (as `bench`), unequal weights, two
-views. Expected values come from `predict` on a test folder whose files are the windows cut by hand (pandas, not
+stride's grid and off it; 60 s whose spectrogram ends before the EEG; 30 s (shorter than a window). The members
+are two tiny random models with `head_all` scaled (as `bench`), unequal weights, two views. Expected values come from `predict` on a test folder whose files are the windows cut by hand (pandas, not
 hms_infer's cutting code), from the table by hand (shift, KL), and from the count formula.
 """
 from __future__ import annotations

@@ -17,6 +17,7 @@ from .stft import StftBackbone, StftLayer
 from .wavenet import WaveNetBackbone
 
 WINDOW_MASK_KEY = "eeg_backbone.stft_layer.spec_layer.window_mask"  # the STFT window: cosine or hann
+BRANCHES = ("spectrogram", "stft", "wavenet_1d", "wavenet_2d")  # `HMSModel.branches`
 
 
 class HMSModel(nn.Module):
@@ -53,12 +54,8 @@ class HMSModel(nn.Module):
     def branches(self) -> dict[str, list[nn.Module]]:
         """The modules of each branch: `spectrogram`, `stft` (the STFT layer, then its 2-D backbone), `wavenet_1d`
         (the three chains' WaveNets) and `wavenet_2d` (the WaveNet image's 2-D backbone)."""
-        return {
-            "spectrogram": [self.spect_backbone],
-            "stft": [self.eeg_backbone.stft_layer, self.eeg_backbone.backbone],
-            "wavenet_1d": list(self.eeg_backbone_1d.backbone_1ds),
-            "wavenet_2d": [self.eeg_backbone_1d.backbone_2d],
-        }
+        return dict(zip(BRANCHES, ([self.spect_backbone], [self.eeg_backbone.stft_layer, self.eeg_backbone.backbone],
+                                   list(self.eeg_backbone_1d.backbone_1ds), [self.eeg_backbone_1d.backbone_2d])))
 
     def backbones(self) -> list[nn.Module]:
         """The three timm 2-D backbones: spectrogram, STFT image, WaveNet image."""

@@ -1,7 +1,7 @@
 """All brain-flip views of a sample in one pass, computing once what the views share.
 
 Every view's 24 signals are a signed permutation of the `none` montage's, each signal staying in its chain
-(`preprocess.signed_permutation`). So, exactly:
+(`montage.signed_permutation`). So, exactly:
 - the spectrogram branch does not see the flips: it runs once per sample;
 - an STFT magnitude does not change with the sign of its signal: the 24 spectra are computed once and permuted;
 - a chain's WaveNet sees each distinct signed signal once (42 of the 96 for the four views), then its outputs are

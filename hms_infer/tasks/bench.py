@@ -29,11 +29,11 @@ import torch
 from ..data import Competition
 from ..ensemble import Ensemble
 from ..errors import HMSInputError
-from ..files import write_text_atomic
+from ..files import check_writable, write_text_atomic
 from ..loader import ModelInputs, _collate
 from ..manifest import Manifest, Member, load_manifest
 from ..members import copy_members, load_members
-from ..models import HMSModel, resolve_arch
+from ..models import BRANCHES, HMSModel, resolve_arch
 from ..options import RunOptions
 from ..runtime import DeviceTimer, RunStats, device_name, resolve_devices, resolve_precision
 from ..submission import to_submission, write_submission
@@ -75,9 +75,6 @@ def run_end_to_end(ens: Ensemble, data: Path, out: Path, batch_size: int, num_wo
     return {"probs": probs, "rows": n, "ms_per_eeg": 1e3 * wall / n, "rows_per_s": n / wall,
             "steady_ms_per_eeg": 1e3 * steady, "first_batch_s": stats.first_batch_s,
             "gpu_idle_fraction": stats.device_idle_fraction(), "peak_memory_mb": _peak_mb(ens.devices)}
-
-
-BRANCHES = ("spectrogram", "stft", "wavenet_1d", "wavenet_2d")  # `HMSModel.branches`
 
 
 class BranchTimer:
@@ -155,6 +152,8 @@ def bench(*, presets: Sequence[str] = ("cfg_1", "cfg_5"), manifest: str | Path |
     """Run the benchmark (`options`, or its fields by keyword, say how); log a table and return (and optionally
     write as JSON) the results."""
     options = RunOptions.of(options, **run)
+    if json_path is not None:
+        check_writable(json_path)
     spec = bench_manifest(presets, manifest)
     for m in spec.members:
         try:

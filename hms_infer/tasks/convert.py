@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 
 from ..checkpoint import read_state_dict
 from ..errors import HMSInputError
-from ..files import atomic_path
+from ..files import atomic_path, check_writable
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def safetensors_path(path: str | Path, out_dir: str | Path | None = None) -> Pat
     return Path(out_dir or Path(path).parent) / f"{Path(path).stem}.safetensors"
 
 
-def convert_checkpoint(path: str | Path, out_dir: str | Path | None = None, half: bool = False) -> Path:
+def convert_checkpoint(path: str | Path, *, out_dir: str | Path | None = None, half: bool = False) -> Path:
     """Write the tensors of `path` to its `safetensors_path` atomically; return that path."""
     path = Path(path)
     tensors = {}
@@ -43,7 +43,7 @@ def convert_checkpoint(path: str | Path, out_dir: str | Path | None = None, half
     return out
 
 
-def convert_checkpoints(paths: Sequence[str | Path], out_dir: str | Path | None = None, half: bool = False
+def convert_checkpoints(paths: Sequence[str | Path], *, out_dir: str | Path | None = None, half: bool = False
                         ) -> list[Path]:
     """`convert_checkpoint` each of `paths`; refuses, before writing anything, two that would write one file."""
     seen: dict[Path, Path] = {}
@@ -52,4 +52,5 @@ def convert_checkpoints(paths: Sequence[str | Path], out_dir: str | Path | None 
         if seen.setdefault(out, path) != path:
             raise HMSInputError(f"{seen[out]} and {path} would both be written to {out}; convert them without "
                                 f"--out-dir, or one at a time")
-    return [convert_checkpoint(path, out_dir, half) for path in paths]
+        check_writable(out)
+    return [convert_checkpoint(path, out_dir=out_dir, half=half) for path in paths]

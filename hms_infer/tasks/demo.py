@@ -61,8 +61,7 @@ def run_demo(*, root: str | Path = "demo_out", device: str = "auto", rows: int =
     make_report(data_dir=data, out=report, manifest=manifest, options=options)
     log.info(f"hms_infer demo: open {report / 'index.html'} to see what the models saw")
     write_recording(data, **DEMO_RECORDING)
-    summary = timeline(data_dir=data, out=root / "timeline", manifest=manifest, split="train",
-                       eeg_ids=[DEMO_RECORDING["eeg_id"]], stride=DEMO_STRIDE_S, options=options)
-    log.info(summary["report"])
+    timeline(data_dir=data, out=root / "timeline", manifest=manifest, split="train",
+             eeg_ids=[DEMO_RECORDING["eeg_id"]], stride=DEMO_STRIDE_S, options=options)
     log.info(f"hms_infer demo: open {root / 'timeline' / 'index.html'} to see the predictions along a recording")
     return out

@@ -30,7 +30,8 @@ from ..evaluation import (
 )
 from ..files import check_writable, write_text_atomic
 from ..metric import vote_totals
-from ..prediction_sets import blend_sets, match_rows, read_sets, read_vote_table
+from ..prediction_sets import blend_sets, match_rows, read_sets
+from ..training import read_vote_table
 
 log = logging.getLogger(__name__)
 BLEND = "blend"  # the name of the sets' equal blend
@@ -107,6 +108,11 @@ def evaluate(*, table: str | Path, sets: Sequence[tuple[str, str, str | Path]], 
                  PAGE_NAME: _page(result)}
         for name, text in texts.items():
             write_text_atomic(out / name, text)
+    n, dt = result["rows_common"], time.perf_counter() - t0  # the page's figures too
+    log.info(format_summary(result))
+    log.info(f"hms_infer evaluate: {n} rows x {len(result['sets'])} sets, {result['bootstrap']} resamples of "
+             f"{result['groups_count']} {result['groups']} groups in {dt:.1f} s ({n * len(result['sets']) / dt:.0f} "
+             f"rows/s)" + (f" -> {out / PAGE_NAME}, {out / JSON_NAME}" if out is not None else ""))
     return result
 
 

@@ -28,7 +28,7 @@ from ..errors import HMSInputError
 from ..files import check_writable, write_text_atomic
 from ..manifest import Manifest, manifest_from_dict, read_manifest_yaml
 from ..metric import kl_divergence, solution_probabilities, vote_totals
-from ..training import read_fold_table
+from ..training import read_fold_table, shared_rows
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +42,8 @@ FITTED_HEADER = """\
 def common_rows(table: pd.DataFrame, groups: Mapping[str, Mapping[int, np.ndarray]], table_name: str
                 ) -> pd.DataFrame:
     """The table rows (in table order) of the label_ids every group predicted; every OOF label_id must be a row."""
-    known = set(table["label_id"].tolist())
-    for name, saved in groups.items():
-        unknown = sorted(set(saved) - known)
-        if unknown:
-            raise HMSInputError(f"group {name}: {len(unknown)} of its {len(saved)} OOF label_ids are not rows of "
-                                f"{table_name} (first: {unknown[:5]}); the OOF logits and the table must come from "
-                                f"the same training table")
-    shared = set.intersection(*(set(saved) for saved in groups.values()))
-    if not shared:
-        counts = ", ".join(f"{name} {len(saved)}" for name, saved in groups.items())
-        raise HMSInputError(f"no row that every group predicted (OOF rows per group: {counts}); the groups' OOF "
-                            f"logits must cover the same validation rows")
-    return table[table["label_id"].isin(shared)]
+    held = {name: np.fromiter(saved, np.int64, len(saved)) for name, saved in groups.items()}
+    return table.iloc[shared_rows(table, held, table_name, kind="group")]
 
 
 def group_members(manifest: Manifest, names: list[str], source: str) -> dict[str, list[int]]:

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from ..data import Competition
-from ..files import atomic_path
+from ..files import atomic_path, check_writable
 from ..montage import bipolar, parse_views
 from ..preprocess import eeg_electrodes, spectrogram_image
 
@@ -21,6 +21,7 @@ def inputs(*, data_dir: str | Path, out: str | Path, split: str = "test", views:
     """Write and return `<split>/<key>/eeg/<view>` (24, 10000) per view and `<split>/<key>/spect` (10, 300, 100)
     per row (`<key>`: `eeg_id` of a test row, `label_id` of a train row); duplicate test rows share a key."""
     views = parse_views(views, "--flip")
+    check_writable(out)
     arrays: dict[str, np.ndarray] = {}
     comp = Competition(data_dir, split)
     for row, eeg, spect in comp:

@@ -8,6 +8,7 @@ from typing import Sequence
 from ..checkpoint import read_state_dict, sha256
 from ..constants import BLENDS
 from ..errors import HMSInputError
+from ..files import check_writable
 from ..manifest import Manifest, Member, save_manifest
 from ..models import detect_preset
 from ..montage import VIEWS, parse_views
@@ -33,6 +34,7 @@ def write_manifest(*, checkpoints: Sequence[str | Path], out: str | Path, views:
     if blend not in BLENDS:
         raise HMSInputError(f"blend must be one of {BLENDS}, got {blend!r}")
     views = parse_views(views, "--tta")
+    check_writable(out)
     out = Path(out)
     members = []
     for path in map(Path, checkpoints):

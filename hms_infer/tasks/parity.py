@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 from scipy.special import softmax
 
-from ..constants import CLASSES, SUBMISSION_ORDER
+from ..constants import CLASSES, PARITY_TOLERANCE, SUBMISSION_ORDER
 from ..data import Competition
 from ..ensemble import Ensemble
 from ..errors import HMSInputError
-from ..files import write_text_atomic
+from ..files import check_writable, write_text_atomic
 from ..manifest import Manifest, Member, resolve_manifest
 from ..metric import kl_divergence, solution_probabilities
 from ..options import RunOptions
@@ -45,7 +45,7 @@ def _fold_member(manifest: Manifest, fold: int, source: str, pattern: str) -> Me
 
 def parity(*, data_dir: str | Path, table: str | Path, manifest: str | Path | Manifest,
            saved: Mapping[int, np.ndarray], weights_dir: str | Path | None = None, options: RunOptions | None = None,
-           tolerance: float = 0.05, report_path: str | Path | None = None, members: str = "*", **run: Any) -> dict:
+           tolerance: float = PARITY_TOLERANCE, report_path: str | Path | None = None, members: str = "*", **run: Any) -> dict:
     """Recompute the saved OOF logits `saved` ({label_id: (6,)}) fold by fold and compare; return the report.
 
     `weights_dir` defaults to the manifest file's folder (the current folder for a `Manifest`). `members` is a glob
@@ -57,6 +57,8 @@ def parity(*, data_dir: str | Path, table: str | Path, manifest: str | Path | Ma
     """
     options = RunOptions.of(options, **run)
     t0 = time.perf_counter()
+    if report_path is not None:
+        check_writable(report_path)
     manifest, weights_dir, source = resolve_manifest(manifest, weights_dir)
     rows = validation_rows(read_train_table(table))
     has_pred = rows["label_id"].isin(list(saved)).to_numpy()

@@ -18,6 +18,7 @@ writes the pickle, its Parquet twin and the report of degraded / fallback rows (
 from __future__ import annotations
 
 import logging
+import math
 import pickle
 import time
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..constants import CLASSES, SUBMISSION_ORDER, VOTE_COLUMNS
+from ..constants import CLASSES, PSEUDO_LABEL_CHUNK_ROWS, SUBMISSION_ORDER, VOTE_COLUMNS
 from ..data import Competition
 from ..ensemble import Ensemble
 from ..errors import HMSInputError
@@ -49,7 +50,6 @@ log = logging.getLogger(__name__)
 WINDOW_COLUMNS = ("eeg_id", "eeg_label_offset_seconds", "spectrogram_id", "spectrogram_label_offset_seconds")
 ALL_MEMBERS = "all members"  # the group of `--any-fold` rows
 PICKLE_PROTOCOL = 4  # Python >= 3.4: whatever the training environment runs
-CHUNK_ROWS = 1024  # windows per part: about 30 s of a GPU; what a lost process loses at most
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,7 @@ def outputs(out: str | Path) -> tuple[Path, Path, Path]:
 
 def pseudo_labels(*, data_dir: str | Path, table: str | Path, manifest: str | Path | Manifest, out: str | Path,
                   weights_dir: str | Path | None = None, members: str = "*", options: RunOptions | None = None,
-                  any_fold: bool = False, strict: bool = False, chunk_rows: int = CHUNK_ROWS,
+                  any_fold: bool = False, strict: bool = False, chunk_rows: int = PSEUDO_LABEL_CHUNK_ROWS,
                   time_limit: float | None = None, **run: Any) -> dict:
     """Predict every label row of `table` out of fold and write `out` (pickle), its `.parquet` twin and
     `.issues.json`; return a summary (`rows`, `windows`, `score`, `degraded`, `fallback`, `any_fold_rows`,
@@ -180,6 +180,8 @@ def pseudo_labels(*, data_dir: str | Path, table: str | Path, manifest: str | Pa
         check_writable(path)
     if chunk_rows < 1:
         raise HMSInputError(f"--chunk-rows must be a positive integer, got {chunk_rows!r}")
+    if time_limit is not None and not 0 <= time_limit < math.inf:
+        raise HMSInputError(f"--time-limit must be a non-negative number of seconds, got {time_limit!r}")
     manifest, weights_dir, source = resolve_manifest(manifest, weights_dir)
     for folder in ("train_eegs", "train_spectrograms"):
         if not (Path(data_dir) / folder).is_dir():
@@ -211,7 +213,7 @@ def pseudo_labels(*, data_dir: str | Path, table: str | Path, manifest: str | Pa
     done = {c.index: found for c in chunks if (found := read_chunk(parts, c)) is not None}  # each part read once
     on_disk = len(done)
     todo = [c for c in chunks if c.index % part.count == part.index and c.index not in done]
-    computed, stopped = _compute(sub, comp, todo, parts, done, size, workers, strict, options.progress,
+    computed, stopped = _compute(ens, sub, comp, todo, parts, done, size, workers, strict, options.progress,
                                  None if time_limit is None else t0 + time_limit)
     dt = time.perf_counter() - t1
     part.barrier()
@@ -255,20 +257,20 @@ def pseudo_labels(*, data_dir: str | Path, table: str | Path, manifest: str | Pa
     return summary
 
 
-def _compute(sub: Mapping[str, Ensemble], comp: Competition, todo: Sequence[Chunk], parts: Parts,
+def _compute(ens: Ensemble, sub: Mapping[str, Ensemble], comp: Competition, todo: Sequence[Chunk], parts: Parts,
              done: dict[int, tuple[np.ndarray, dict[int, list[Problem]]]], size: int, workers: int, strict: bool,
              progress: bool, deadline: float | None) -> tuple[int, bool]:
-    """Predict the `todo` chunks with one DataLoader (batches cut at chunk starts, each batch predicted by its
-    group's ensemble), writing each chunk's part as it completes and adding it to `done`; stop after the chunk
-    that ends past `deadline`. Returns (windows computed, stopped early)."""
+    """Predict the `todo` chunks with one DataLoader over `ens` (all the members; batches cut at chunk starts, each
+    batch predicted by its group's ensemble of `sub`), writing each chunk's part as it completes and adding it to
+    `done`; stop after the chunk that ends past `deadline`. Returns (windows computed, stopped early)."""
     rows = [w for c in todo for w in range(c.start, c.stop)]
     chunk_of = {w: c for c in todo for w in range(c.start, c.stop)}
     cuts = np.cumsum([0] + [c.stop - c.start for c in todo])[:-1].tolist()
     filling: dict[int, tuple[np.ndarray, dict[int, list[Problem]], list[int]]] = {}
     computed, left = 0, len(todo)
     bar = tqdm(total=len(rows), desc="hms_infer pseudo-labels", unit="window", disable=not progress)
-    batches = sub[todo[0].group].batch_probs(comp, rows, size, workers, progress=False, strict=strict,
-                                            route=lambda first: sub[chunk_of[first].group], cuts=cuts) if todo else []
+    batches = ens.batch_probs(comp, rows, size, workers, progress=False, strict=strict,
+                              route=lambda first: sub[chunk_of[first].group], cuts=cuts)
     try:
         for index, probs, problems in batches:
             c = chunk_of[index[0]]
@@ -286,6 +288,7 @@ def _compute(sub: Mapping[str, Ensemble], comp: Competition, todo: Sequence[Chun
             if deadline is not None and time.perf_counter() >= deadline and left:
                 return computed, True
     finally:
+        batches.close()  # its DataLoader's workers too, when stopped early
         bar.close()
     return computed, False
 

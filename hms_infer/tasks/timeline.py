@@ -77,11 +77,11 @@ def _pages():
     return pages
 
 
-def _check(eeg_ids: Sequence[int] | None, all: bool, at: float | None, chunk_recordings: int,
+def _check(eeg_ids: Sequence[int] | None, all_recordings: bool, at: float | None, chunk_recordings: int,
            time_limit: float | None) -> None:
-    if all and eeg_ids:
+    if all_recordings and eeg_ids:
         raise HMSInputError("give --eeg-id ID ... or --all, not both")
-    if not all and not eeg_ids:
+    if not all_recordings and not eeg_ids:
         raise HMSInputError("name the recordings: --eeg-id ID ... or --all")
     if at is not None and not (math.isfinite(at) and at >= 0):
         raise HMSInputError(f"--at must be a non-negative number of seconds, got {at!r}")
@@ -101,14 +101,14 @@ def problem_table(summaries: Sequence[dict]) -> str:
 
 
 def timeline(*, data_dir: str | Path, out: str | Path, manifest: str | Path | Manifest, split: str = "train",
-             eeg_ids: Sequence[int] | None = None, all: bool = False, stride: float = TIMELINE_STRIDE_S,
+             eeg_ids: Sequence[int] | None = None, all_recordings: bool = False, stride: float = TIMELINE_STRIDE_S,
              at: float | None = None, members: bool = False, weights_dir: str | Path | None = None,
              options: RunOptions | None = None, time_limit: float | None = None,
              chunk_recordings: int = TIMELINE_CHUNK_RECORDINGS, **run: Any) -> dict:
-    """Predict every window of the recordings `eeg_ids` (or `all` of the table's) and write `out/` (module
+    """Predict every window of the recordings `eeg_ids` (or, `all_recordings`, the table's) and write `out/` (module
     docstring); return a summary: `recordings`, `windows`, `computed`, `skipped`, `degraded`, `short`,
     `padded_windows`, `parts`, `parts_on_disk`, `stopped`, `written`, `seconds`, `windows_per_s`, `read_share`,
-    `wait_share`, and `report` (the lines the CLI prints).
+    `wait_share`, and `report` (the lines it logs).
 
     Options, the table, the recordings and the output folder are checked before the models load: an unknown
     eeg_id, a recording whose label rows disagree on the spectrogram or its shift, a bad stride are one-line errors.
@@ -119,10 +119,10 @@ def timeline(*, data_dir: str | Path, out: str | Path, manifest: str | Path | Ma
     progress = options.progress
     t0 = time.perf_counter()
     pages = _pages()
-    _check(eeg_ids, all, at, chunk_recordings, time_limit)
+    _check(eeg_ids, all_recordings, at, chunk_recordings, time_limit)
     stride_samples(stride)
     comp = Competition(data_dir, split)
-    recordings = plan_recordings(comp, None if all else eeg_ids)
+    recordings = plan_recordings(comp, None if all_recordings else eeg_ids)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise HMSInputError(f"{out}: is a file; --out is the timeline's folder")
@@ -197,6 +197,7 @@ def timeline(*, data_dir: str | Path, out: str | Path, manifest: str | Path | Ma
         summary["report"] = (f"hms_infer timeline: {state}: {pace or 'no windows computed'}, {how}; {len(on_disk)} "
                              f"of {len(chunks)} parts were on disk before; parts in {parts.folder}"
                              + ("; run the same command again to resume" if stopped else ""))
+        log.info(summary["report"])
         return summary
 
     frame, summaries = merged
@@ -225,6 +226,7 @@ def timeline(*, data_dir: str | Path, out: str | Path, manifest: str | Path | Ma
                  f"frames); {pace or 'every part was on disk'}; models loaded in {t1 - t0:.1f} s; {len(on_disk)} "
                  f"of {len(chunks)} parts were on disk; {how} -> {parquet}, {index}")
     summary["report"] = "\n".join(lines)
+    log.info(summary["report"])
     return summary
 
 
