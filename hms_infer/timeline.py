@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from .blending import blend
 from .constants import (
     EEG_FS, EEG_WINDOW, ELECTRODES, SPECT_FRAMES, SPECT_FREQS, SPECT_REGIONS, SUBMISSION_ORDER,
-    TIMELINE_SHIFT_TOLERANCE_S, VOTE_COLUMNS,
+    TIMELINE_SHIFT_TOLERANCE_S, TIMELINE_STRIDE_S, VOTE_COLUMNS,
 )
 from .data import (
     Competition, cut_eeg, cut_spectrogram, eeg_start, read_eeg_recording, read_spectrogram_recording,

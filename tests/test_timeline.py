@@ -2,8 +2,9 @@
 
 The recordings are synthetic training recordings (`synthetic.write_recording`): 90 s with labelled windows on the
 stride's grid and off it; 60 s whose spectrogram ends before the EEG; 30 s (shorter than a window). The members
-are two tiny random models with `head_all` scaled (as `bench`), unequal weights, two views. Expected values come from `predict` on a test folder whose files are the windows cut by hand (pandas, not
-hms_infer's cutting code), from the table by hand (shift, KL), and from the count formula.
+are two tiny random models with `head_all` scaled (as `bench`), unequal weights, two views. Expected values come
+from `predict` on a test folder whose files are the windows cut by hand (pandas, not hms_infer's cutting code), from
+the table by hand (shift, KL), and from the count formula.
 """
 from __future__ import annotations
 

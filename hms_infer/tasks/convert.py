@@ -52,5 +52,6 @@ def convert_checkpoints(paths: Sequence[str | Path], *, out_dir: str | Path | No
         if seen.setdefault(out, path) != path:
             raise HMSInputError(f"{seen[out]} and {path} would both be written to {out}; convert them without "
                                 f"--out-dir, or one at a time")
+    for out in seen:
         check_writable(out)
     return [convert_checkpoint(path, out_dir=out_dir, half=half) for path in paths]

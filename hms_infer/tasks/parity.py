@@ -45,7 +45,8 @@ def _fold_member(manifest: Manifest, fold: int, source: str, pattern: str) -> Me
 
 def parity(*, data_dir: str | Path, table: str | Path, manifest: str | Path | Manifest,
            saved: Mapping[int, np.ndarray], weights_dir: str | Path | None = None, options: RunOptions | None = None,
-           tolerance: float = PARITY_TOLERANCE, report_path: str | Path | None = None, members: str = "*", **run: Any) -> dict:
+           tolerance: float = PARITY_TOLERANCE, report_path: str | Path | None = None, members: str = "*",
+           **run: Any) -> dict:
     """Recompute the saved OOF logits `saved` ({label_id: (6,)}) fold by fold and compare; return the report.
 
     `weights_dir` defaults to the manifest file's folder (the current folder for a `Manifest`). `members` is a glob
