@@ -16,6 +16,7 @@ from .models import ArchConfig, HMSModel, create_model, resolve_arch
 from .runtime import place_members
 
 HEAD_SCALE = 20.0  # random `head_all` logits ~0.1 -> ~2, spread like a trained model's
+HEAD_SPREAD = 2.0  # `random_model`'s logits on its inputs: standard deviation across rows and classes
 
 
 @dataclass
@@ -57,11 +58,15 @@ def read_checkpoint(member: Member, weights_dir: Path) -> dict[str, torch.Tensor
         raise
 
 
-def random_model(arch: str | dict | ArchConfig, seed: int) -> HMSModel:
-    """A random-initialised model (`torch.manual_seed(seed)`) whose `head_all` is scaled by `HEAD_SCALE`, so that its
-    logits spread like a trained model's (random weights give ~1/6 everywhere): bench's and the demo's members."""
+def random_model(arch: str | dict | ArchConfig, seed: int,
+                 inputs: tuple[torch.Tensor, torch.Tensor] | None = None) -> HMSModel:
+    """A random-initialised model (`torch.manual_seed(seed)`) whose logits spread like a trained model's (random
+    weights give ~1/6 everywhere): `head_all` scaled by `HEAD_SCALE` (bench's members), or, given `inputs` (eeg
+    (B, 24, 10000), spect (B, 10, 300, 100), B >= 2), redrawn to answer them with a spread of `HEAD_SPREAD` (the
+    demo's members: `HMSModel.spread_head`)."""
     torch.manual_seed(seed)
-    return create_model(arch).scale_head(HEAD_SCALE)
+    model = create_model(arch)
+    return model.scale_head(HEAD_SCALE) if inputs is None else model.spread_head(*inputs, HEAD_SPREAD, seed=seed)
 
 
 def load_members(manifest: Manifest, weights_dir: Path, devices: Sequence[torch.device],

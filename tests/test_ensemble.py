@@ -162,10 +162,13 @@ def test_demo_runs_end_to_end_with_full_size_presets(tmp_path, capsys):
     assert sub.iloc[0, 1:].sum() == pytest.approx(1.0)
     index = tmp_path / "demo" / "report" / "index.html"  # the report of its rows (tests/test_report.py checks it)
     assert index.is_file() and f"open {index}" in text and len(list(index.parent.glob("*.png"))) == 1
-    assert sub.iloc[0, 1:].max() - sub.iloc[0, 1:].min() > 0.02  # head_all scaled: not 1/6 everywhere
+    assert sub.iloc[0, 1:].max() - sub.iloc[0, 1:].min() > 0.02  # head_all redrawn: not 1/6 everywhere
     timeline = tmp_path / "demo" / "timeline"  # one synthetic recording (tests/test_timeline.py checks the pages)
     assert f"open {timeline / 'index.html'}" in text and (timeline / "3000000.png").is_file()
-    assert pd.read_parquet(timeline / "timeline.parquet").offset_s.tolist() == [0.0, 10.0]
+    windows = pd.read_parquet(timeline / "timeline.parquet")
+    assert windows.offset_s.tolist() == [0.0, 10.0]
+    probs = windows[list(SUBMISSION_HEADER[1:])].to_numpy()
+    assert np.abs(probs[0] - probs[1]).max() > 0.02  # the members answer their input: windows 10 s apart differ
 
 
 @pytest.mark.slow

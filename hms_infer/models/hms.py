@@ -72,6 +72,36 @@ class HMSModel(nn.Module):
         self.head_all.bias.mul_(scale)
         return self
 
+    @torch.no_grad()
+    def spread_head(self, eeg: torch.Tensor, spect: torch.Tensor, spread: float, seed: int = 0) -> "HMSModel":
+        """Redraw `head_all` so that its logits on these B >= 2 inputs (eeg (B, 24, 10000), spect (B, 10, 300, 100))
+        vary across rows and classes with a standard deviation of about `spread`.
+
+        A random backbone's features hardly depend on its input (across rows they vary by 2-5% of their size), so
+        a scaled head gives every row the same probabilities. The new head is a random projection of the features
+        centred on these rows and divided by their root-mean-square spread, plus a random class offset: a random
+        member that answers its input, as a trained one does.
+        """
+        if len(eeg) < 2:
+            raise ValueError(f"spread_head needs two rows at least: {len(eeg)} rows")
+        features = []
+        hook = self.head_all.register_forward_hook(lambda _module, args, _out: features.append(args[0]))
+        try:
+            self(eeg, spect)
+        finally:
+            hook.remove()
+        f = features[0].double()  # (B, F)
+        size = f.std(dim=0).square().mean().sqrt()
+        if size == 0:
+            raise ValueError(f"spread_head needs inputs whose features differ: {len(f)} rows give the same")
+        g = torch.Generator().manual_seed(seed)
+        weight = torch.randn(self.head_all.out_features, f.shape[1], generator=g, dtype=torch.float64)
+        weight *= spread / (size * f.shape[1] ** 0.5)
+        bias = spread * torch.randn(self.head_all.out_features, generator=g, dtype=torch.float64) - weight @ f.mean(0)
+        self.head_all.weight.copy_(weight)
+        self.head_all.bias.copy_(bias)
+        return self
+
     @staticmethod
     def example_inputs(batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """Zero inputs of the model's shapes, on the current default device: eeg (batch, 24, 10000), spect
