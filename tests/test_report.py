@@ -28,7 +28,7 @@ from hms_infer.constants import (  # noqa: E402
 )
 from hms_infer.data import Competition, Row  # noqa: E402
 from hms_infer.ensemble import Ensemble  # noqa: E402
-from hms_infer.preprocess import eeg_electrodes, spectrogram_image
+from hms_infer.preprocess import eeg_electrodes, spectrogram_image  # noqa: E402
 from hms_infer.montage import bipolar  # noqa: E402
 from hms_infer.report import figure  # noqa: E402
 from hms_infer.tasks.report import make_report  # noqa: E402
