@@ -20,8 +20,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize
 
-from .blending import blend
-from .constants import SUBMISSION_ORDER
+from .blending import blend_probs
 from .metric import kl_divergence
 
 WEIGHT_LOGIT_BOUND = 20.0  # |free weight parameter| <= 20: the smallest weight is ~e-40 / G, never 0
@@ -45,12 +44,6 @@ class Fit:
     weights: np.ndarray  # (G,) non-negative, sum 1
     temperatures: np.ndarray  # (G,) positive
     score: float  # KL on the rows it was fitted on
-
-
-def blend_probs(logits: torch.Tensor, weights: Sequence[float] | torch.Tensor, how: str,
-                temperatures: Sequence[float] | torch.Tensor | None) -> torch.Tensor:
-    """(G, N, V, 6) group logits in `CLASSES` order -> (N, 6) blended probabilities in `VOTE_COLUMNS` order."""
-    return blend(logits, weights, how, temperatures)[:, list(SUBMISSION_ORDER)]
 
 
 def score(logits: torch.Tensor, targets: np.ndarray, weights: Sequence[float], how: str,

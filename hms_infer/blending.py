@@ -6,6 +6,8 @@ from typing import Sequence
 
 import torch
 
+from .constants import SUBMISSION_ORDER
+
 
 def blend(logits: torch.Tensor, weights: Sequence[float] | torch.Tensor, how: str = "prob",
           temperatures: Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
@@ -25,3 +27,10 @@ def blend(logits: torch.Tensor, weights: Sequence[float] | torch.Tensor, how: st
     if how == "logit":
         return (w * logits.mean(2)).sum(0).softmax(-1)
     raise ValueError(f"blend must be 'prob' or 'logit', got {how!r}")
+
+
+def blend_probs(logits: torch.Tensor, weights: Sequence[float] | torch.Tensor, how: str = "prob",
+                temperatures: Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
+    """`blend` of (G, N, V, 6) logits in `CLASSES` order -> (N, 6) probabilities in `VOTE_COLUMNS` order (the
+    training table's and a submission's)."""
+    return blend(logits, weights, how, temperatures)[:, list(SUBMISSION_ORDER)]

@@ -47,6 +47,12 @@ def parse_budget(value: float | str | None, what: str = "--time-budget") -> floa
     return seconds
 
 
+def check_time_limit(seconds: float | None) -> None:
+    """A resumable command's `time_limit` (pseudo-labels, timeline): None, or a finite number of seconds >= 0."""
+    if seconds is not None and not 0 <= seconds < float("inf"):
+        raise HMSInputError(f"--time-limit must be a non-negative number of seconds, got {seconds!r}")
+
+
 def levels(views: Sequence[str], n_members: int) -> list[Level]:
     """The levels from all `views` and `n_members` members down to one view and one member (module docstring)."""
     current = Level(tuple(views), tuple(range(n_members)))

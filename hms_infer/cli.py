@@ -110,6 +110,12 @@ def _run_args(p: argparse.ArgumentParser, views: bool = True, batches: bool = Tr
         p.add_argument("--compile", action="store_true", help="torch.compile each member (compile time: minutes)")
 
 
+def _time_limit_arg(p: argparse.ArgumentParser) -> None:
+    """The resumable commands' (pseudo-labels, timeline) stop after a time."""
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help=f"stop after the part that passes this many seconds (exit {INCOMPLETE}; run again to resume)")
+
+
 def _options(args: argparse.Namespace) -> RunOptions:
     """The one `RunOptions` of a command's arguments."""
     return RunOptions(device=args.device, precision=args.precision, views=getattr(args, "tta", None),
@@ -357,12 +363,7 @@ def _report_args(p: argparse.ArgumentParser) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    try:
-        from .tasks.report import make_report, parse_rows
-    except ModuleNotFoundError as e:
-        if e.name != "matplotlib":
-            raise
-        raise HMSInputError("the report needs matplotlib: pip install 'hms_infer[plot]'") from None
+    from .tasks.report import make_report, parse_rows
     make_report(data_dir=args.data_dir, out=args.out, manifest=_manifest_path(args), weights_dir=args.weights_dir,
                 split=args.split, rows=None if args.rows is None else parse_rows(args.rows), eeg_ids=args.eeg_id,
                 options=_options(args))
@@ -375,14 +376,13 @@ def _pseudo_labels_args(p: argparse.ArgumentParser) -> None:
                    help="the pickle to write, e.g. oof_noisy_student.pkl (+ .parquet twin, .issues.json)")
     _manifest_args(p)
     _run_args(p, shard=PART_SHARDS)
+    _time_limit_arg(p)
     p.add_argument("--members", default="*", help="glob on member names (default: all)")
     p.add_argument("--any-fold", action="store_true",
                    help="rows of a fold without members are predicted by all members (default: an error)")
     p.add_argument("--strict", action="store_true", help="the first row without usable input is an error")
     p.add_argument("--chunk-rows", type=int, default=PSEUDO_LABEL_CHUNK_ROWS,
                    help=f"windows per resumable part in OUT.parts/ (whole batches; default {PSEUDO_LABEL_CHUNK_ROWS})")
-    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                   help=f"stop after the part that passes this many seconds (exit {INCOMPLETE}; run again to resume)")
 
 
 def _pseudo_labels(args: argparse.Namespace) -> int:
@@ -405,7 +405,8 @@ def _timeline_args(p: argparse.ArgumentParser) -> None:
     which.add_argument("--eeg-id", type=int, nargs="+", default=None, help="the recordings to run")
     which.add_argument("--all", action="store_true", help="every recording of the table")
     p.add_argument("--stride", type=float, default=TIMELINE_STRIDE_S,
-                   help="seconds between windows (default 2: the spectrograms' resolution; a multiple of 0.005 s)")
+                   help=f"seconds between windows (default {TIMELINE_STRIDE_S:g}: the spectrograms' resolution; a "
+                        "multiple of 0.005 s)")
     p.add_argument("--at", type=float, default=None, metavar="SECONDS",
                    help="also show the report's figure of the window at this offset on each page")
     p.add_argument("--members", action="store_true", help="also each member's probabilities in timeline.parquet")
@@ -413,8 +414,7 @@ def _timeline_args(p: argparse.ArgumentParser) -> None:
                    help="folder for timeline.parquet, <eeg_id>.png/.html, index.html, timeline.json")
     _manifest_args(p)
     _run_args(p, shard=PART_SHARDS)
-    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                   help=f"stop after the part that passes this many seconds (exit {INCOMPLETE}; run again to resume)")
+    _time_limit_arg(p)
     p.add_argument("--chunk-recordings", type=int, default=TIMELINE_CHUNK_RECORDINGS,
                    help=f"whole recordings per resumable part in OUT/timeline.parts/ (default "
                         f"{TIMELINE_CHUNK_RECORDINGS})")

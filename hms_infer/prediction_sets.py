@@ -22,7 +22,7 @@ import pyarrow as pa
 import torch
 from scipy.special import softmax
 
-from .blending import blend
+from .blending import blend_probs
 from .constants import SUBMISSION_ORDER, VOTE_COLUMNS
 from .data import read_csv
 from .errors import HMSInputError
@@ -144,7 +144,8 @@ def match_rows(table: pd.DataFrame, sets: Sequence[PredictionSet], table_name: s
 
 
 def blend_sets(sets: Sequence[PredictionSet], index: Sequence[np.ndarray], how: str) -> np.ndarray:
-    """The sets' equal blend (`blending.blend`, `how` = prob | logit) of the rows `index` (per set its positions)
-    -> (n, 6) probabilities in `VOTE_COLUMNS` order. Probability sets enter as their logs (`blend_logits`)."""
+    """The sets' equal blend (`blending.blend_probs`, `how` = prob | logit) of the rows `index` (per set its
+    positions) -> (n, 6) probabilities in `VOTE_COLUMNS` order. Probability sets enter as their logs
+    (`blend_logits`)."""
     logits = torch.from_numpy(np.stack([s.blend_logits(i) for s, i in zip(sets, index)]))[:, :, None]
-    return blend(logits, [1.0] * len(sets), how).numpy()[:, list(SUBMISSION_ORDER)]
+    return blend_probs(logits, [1.0] * len(sets), how).numpy()

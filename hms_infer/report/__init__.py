@@ -12,6 +12,9 @@ Nothing else in the library imports this package, so `predict` and kernel.py nev
 are imported on first use, so the modules that do not draw (`pages`, `evaluation_page`) work without it.
 """
 from importlib import import_module
+from types import ModuleType
+
+from ..errors import HMSInputError
 
 _SOURCES = {"Report": "analysis", "RowInputs": "analysis", "RowReport": "analysis", "analyse": "analysis",
             "row_inputs": "analysis", "select_rows": "analysis", "draw": "drawing", "figure": "drawing",
@@ -23,3 +26,14 @@ def __getattr__(name: str):
     if name not in _SOURCES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(import_module(f".{_SOURCES[name]}", __name__), name)
+
+
+def drawing_module(name: str, needs: str) -> ModuleType:
+    """`hms_infer.report.<name>`, a module that draws; where matplotlib is missing an `HMSInputError`: "<needs>
+    matplotlib" and how to install it (the commands check this before any work)."""
+    try:
+        return import_module(f".{name}", __name__)
+    except ModuleNotFoundError as e:
+        if (e.name or "").partition(".")[0] != "matplotlib":
+            raise
+        raise HMSInputError(f"{needs} matplotlib: pip install 'hms_infer[plot]'") from None

@@ -5,6 +5,7 @@ nothing needs a display and no figure is kept alive after it is saved.
 """
 from __future__ import annotations
 
+import io
 import sys
 
 import numpy as np
@@ -130,6 +131,13 @@ def _heatmap(ax, values: np.ndarray, labels: list[str], title: str) -> None:
         for (i, j), p in np.ndenumerate(values):
             ax.text(j, i, f"{p:.2f}", ha="center", va="center", fontsize=size, color="w" if p > 0.6 else "k")
     ax.set_title(title, fontsize=9, pad=14)
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """The figure as a PNG file's bytes (at its own dpi)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
 
 
 def row_title(report: Report, r: RowReport) -> str:

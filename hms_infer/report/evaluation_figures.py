@@ -4,23 +4,15 @@ matplotlib (the `plot` extra), on the Agg canvas without pyplot; each figure com
 """
 from __future__ import annotations
 
-import io
-
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ..constants import SUBMISSION_CLASSES
-from .drawing import short
+from .drawing import png_bytes, short
 
 DPI = 100
 _NO = float("nan")
-
-
-def _png(fig: Figure) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
 
 
 def _new(width: float, height: float) -> Figure:
@@ -141,5 +133,5 @@ def confusion(result: dict) -> Figure:
 
 def draw_figures(result: dict) -> dict[str, bytes]:
     """{figure name: PNG bytes} for `evaluation_page.FIGURES`."""
-    return {name: _png(draw(result)) for name, draw in (("intervals", intervals), ("vote_buckets", vote_buckets),
+    return {name: png_bytes(draw(result)) for name, draw in (("intervals", intervals), ("vote_buckets", vote_buckets),
                                                         ("reliability", reliability), ("confusion", confusion))}

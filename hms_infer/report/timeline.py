@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
@@ -27,7 +26,7 @@ from ..ensemble import Ensemble
 from ..files import atomic_path, write_text_atomic
 from ..timeline import QUALITY_COLUMNS, SKIPPED, Recording, RecordingResult, recording_timeline
 from .analysis import Report, RowReport, analyse, row_inputs
-from .drawing import draw, row_title, show_inline_in_ipython
+from .drawing import draw, png_bytes, row_title, show_inline_in_ipython
 from .pages import _SORT, _cell, _document, _probability_rows, _table, row_sections
 
 CLASS_COLOURS = ("#d62728", "#ff7f0e", "#bcbd22", "#2ca02c", "#17becf", "#9e9e9e")  # SUBMISSION_CLASSES order
@@ -82,20 +81,24 @@ def _labels(ax, votes_ax, labels: Sequence[dict], span: float) -> None:
     ax.vlines(offsets, 0, 1, colors="k", linewidth=0.7, linestyles=":")
     ax.plot(offsets, np.ones(len(offsets)), linestyle="none", marker="v", color="k", markersize=7, clip_on=False,
             gid="labelled-windows", label="labelled windows")
-    distinct = np.unique(offsets)
+    same: dict[float, list[dict]] = {}
+    for lab in labels:
+        same.setdefault(lab["offset_s"], []).append(lab)
+    distinct = np.array(sorted(same))
     gap = np.diff(distinct).min() if len(distinct) > 1 else span
     width = max(min(0.8 * gap, span / 60), span / 2000)
-    for o in distinct:
-        same = [lab for lab in labels if lab["offset_s"] == o]
-        w = width / len(same)
-        for j, lab in enumerate(same):
-            x = o - width / 2 + j * w
-            if lab["votes"] is not None:
-                bottom = 0.0
-                for v, c in zip(lab["votes"], CLASS_COLOURS):
-                    votes_ax.bar(x, v, bottom=bottom, width=w, align="edge", color=c, linewidth=0)
-                    bottom += v
-            if lab["kl"] is not None and len(labels) <= _MAX_KL_TEXTS:
+    # (left edge, width, label) of each label row's bar: the rows at one offset side by side
+    bars = [(o - width / 2 + j * (width / len(same[o])), width / len(same[o]), lab)
+            for o in distinct.tolist() for j, lab in enumerate(same[o])]
+    voted = [(x, w, lab["votes"]) for x, w, lab in bars if lab["votes"] is not None]
+    if voted:
+        xs, ws, votes = (np.array(v, dtype=np.float64) for v in zip(*voted))  # (B,), (B,), (B, 6)
+        bottoms = np.concatenate([np.zeros((len(votes), 1)), np.cumsum(votes, axis=1)[:, :-1]], axis=1)
+        for k, c in enumerate(CLASS_COLOURS):
+            votes_ax.bar(xs, votes[:, k], bottom=bottoms[:, k], width=ws, align="edge", color=c, linewidth=0)
+    if len(labels) <= _MAX_KL_TEXTS:
+        for x, w, lab in bars:
+            if lab["kl"] is not None:
                 votes_ax.text(x + w / 2, 1.03, f"{lab['kl']:.2f}", ha="center", va="bottom", fontsize=7,
                               rotation=90 if len(labels) > 8 else 0)
     votes_ax.set_ylim(0, 1)
@@ -159,16 +162,9 @@ def draw_timeline(result: RecordingResult, stride: float = TIMELINE_STRIDE_S, at
     return fig
 
 
-def png_bytes(fig: Figure) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
-
-
-def zoom(ens: Ensemble, comp: Competition, rec: Recording, at: float, batch_size: int | str = "auto"
-         ) -> tuple[Report, RowReport, bytes, str]:
+def zoom(ens: Ensemble, comp: Competition, rec: Recording, at: float) -> tuple[Report, RowReport, bytes, str]:
     """The report's figure and numbers of the window at `at` s (train: a labelled window there is its label row,
-    with its votes; test: the row's own window)."""
+    with its votes; test: the row's own window), in a batch of one (a GPU pads a batch to its size)."""
     if rec.shift_s is None:
         table = comp.table[comp.table["eeg_id"] == rec.eeg_id].iloc[:1]
         window = Competition(comp.root, comp.split, table=table, table_name=comp.table_name)
@@ -182,7 +178,7 @@ def zoom(ens: Ensemble, comp: Competition, rec: Recording, at: float, batch_size
                                    "spectrogram_label_offset_seconds": at + rec.shift_s}])
             window = Competition(comp.root, comp.split, table=table, table_name="the timeline's window")
             window.rows = [replace(window.rows[0], key_name="eeg_id", key=rec.eeg_id)]
-    report = analyse(ens, window, [0], batch_size, 0, progress=False)
+    report = analyse(ens, window, [0], 1, 0, progress=False)
     r = report.rows[0]
     name = row_title(report, r)
     return report, r, png_bytes(draw(report, r, row_inputs(ens, window, 0))), name
@@ -276,8 +272,7 @@ def page_files(out: Path, eeg_id: int) -> tuple[Path, Path]:
 
 
 def write_recording_page(out: Path, ens: Ensemble, comp: Competition, result: RecordingResult,
-                         stride: float = TIMELINE_STRIDE_S, at: float | None = None,
-                         batch_size: int | str = "auto") -> bool:
+                         stride: float = TIMELINE_STRIDE_S, at: float | None = None) -> bool:
     """Write a recording's PNG and page atomically (none for a skipped recording: False). `at`: the zoom's window
     (on the test split, the recording's one window)."""
     s = result.summary
@@ -290,7 +285,7 @@ def write_recording_page(out: Path, ens: Ensemble, comp: Competition, result: Re
         s["notes"].append(f"--at {at:g} s is past the end of the recording ({s['length_s']:g} s): no zoom")
     fig = draw_timeline(result, stride, shown_at)
     png = png_bytes(fig)
-    zoomed = None if shown_at is None else zoom(ens, comp, result.recording, shown_at, batch_size)
+    zoomed = None if shown_at is None else zoom(ens, comp, result.recording, shown_at)
     png_path, page_path = page_files(out, s["eeg_id"])
     with atomic_path(png_path) as tmp:
         tmp.write_bytes(png)

@@ -31,7 +31,7 @@ from ..ensemble import Ensemble
 from ..errors import HMSInputError
 from ..files import check_writable, write_text_atomic
 from ..loader import ModelInputs, _collate
-from ..manifest import Manifest, Member, load_manifest
+from ..manifest import Manifest, Member, resolve_manifest
 from ..members import copy_members, load_members
 from ..models import BRANCHES, HMSModel, resolve_arch
 from ..options import RunOptions
@@ -42,13 +42,16 @@ from ..synthetic import write_competition
 log = logging.getLogger(__name__)
 
 
-def bench_manifest(presets: Sequence[str] = ("cfg_1", "cfg_5"), manifest: str | Path | None = None) -> Manifest:
-    """The members to bench: a manifest's, or one random-weight member per preset (all four views)."""
+def bench_manifest(presets: Sequence[str] = ("cfg_1", "cfg_5"), manifest: str | Path | None = None,
+                   weights_dir: str | Path | None = None) -> tuple[Manifest, Path]:
+    """The members to bench and their weights folder: a manifest's (`resolve_manifest`), or one random-weight
+    member per preset (all four views)."""
     if manifest is not None:
-        return load_manifest(manifest)
+        spec, weights_dir, _ = resolve_manifest(manifest, weights_dir)
+        return spec, weights_dir
     if not presets:
         raise HMSInputError("bench: name at least one preset (--presets cfg_1,cfg_5) or a --manifest")
-    return Manifest([Member(name=p, checkpoint="", arch=p) for p in presets])
+    return Manifest([Member(name=p, checkpoint="", arch=p) for p in presets]), Path(weights_dir or ".")
 
 
 def _peak_mb(devices: list[torch.device]) -> float:
@@ -154,13 +157,14 @@ def bench(*, presets: Sequence[str] = ("cfg_1", "cfg_5"), manifest: str | Path |
     options = RunOptions.of(options, **run)
     if json_path is not None:
         check_writable(json_path)
-    spec = bench_manifest(presets, manifest)
+    if rows is not None and rows < 1:
+        raise HMSInputError(f"--rows must be positive, got {rows}")
+    spec, weights_dir = bench_manifest(presets, manifest, weights_dir)
     for m in spec.members:
         try:
             resolve_arch(m.arch)
         except ValueError as e:
             raise HMSInputError(f"bench: {e}") from None
-    weights_dir = Path(weights_dir or (Path(manifest).parent if manifest is not None else "."))
     devices = resolve_devices(options.device)
     precision = resolve_precision(options.precision, devices)
     views = options.views or spec.views
@@ -171,8 +175,6 @@ def bench(*, presets: Sequence[str] = ("cfg_1", "cfg_5"), manifest: str | Path |
     size = fast.batch_size(options.batch_size)
     cuda = any(d.type == "cuda" for d in devices)
     n_rows = rows if rows is not None else (4 * size if cuda else 2)
-    if n_rows < 1:
-        raise HMSInputError(f"--rows must be positive, got {n_rows}")
     with tempfile.TemporaryDirectory(prefix="hms_bench_") as tmp:
         data = write_competition(Path(tmp) / "data", n_test=n_rows, n_train_eegs=0, seed=0)
         res = run_end_to_end(fast, data, Path(tmp) / "submission.csv", size, options.num_workers)

@@ -240,12 +240,12 @@ def bundle(*, out: str | Path, wheels: str | Path, requirements: str | Path, ker
            notebook_out: str | Path | None = None, notebook_cell: str | Path | None = None) -> Manifest:
     """The bundle in `out` (`build_bundle`, the manifest chosen by `choose_manifest`) and, with `notebook_out`, the
     notebook folder; logs what went in; returns the bundled manifest."""
+    if notebook_out is not None and notebook_cell is None:
+        raise HMSInputError("--notebook-out needs --notebook-cell (the notebook's one cell)")
     out, weights_dir = Path(out), Path(weights_dir) if weights_dir is not None else None
     manifest_path = choose_manifest(Path(manifest) if manifest else None, weights_dir, Path(default_manifest))
     bundled = build_bundle(out, Path(wheels), Path(requirements), Path(kernel), manifest_path, weights_dir, commit)
     if notebook_out is not None:
-        if notebook_cell is None:
-            raise HMSInputError("--notebook-out needs --notebook-cell (the notebook's one cell)")
         dataset_id = json.loads((out / METADATA_NAME).read_text()).get("id", METADATA_TEMPLATE["id"])
         build_notebook(Path(notebook_out), Path(notebook_cell), dataset_id)
     for wheel in sorted((out / "wheels").iterdir()):

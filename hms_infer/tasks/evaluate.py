@@ -103,13 +103,13 @@ def evaluate(*, table: str | Path, sets: Sequence[tuple[str, str, str | Path]], 
     }
     result["pairs"] = _pairs(result["sets"], intervals)
     result["seconds"] = round(time.perf_counter() - t0, 3)
+    summary = format_summary(result)
     if out is not None:  # everything made before anything is written: the three files always agree
-        texts = {JSON_NAME: json.dumps(result, indent=2) + "\n", TEXT_NAME: format_summary(result) + "\n",
-                 PAGE_NAME: _page(result)}
+        texts = {JSON_NAME: json.dumps(result, indent=2) + "\n", TEXT_NAME: summary + "\n", PAGE_NAME: _page(result)}
         for name, text in texts.items():
             write_text_atomic(out / name, text)
     n, dt = result["rows_common"], time.perf_counter() - t0  # the page's figures too
-    log.info(format_summary(result))
+    log.info(summary)
     log.info(f"hms_infer evaluate: {n} rows x {len(result['sets'])} sets, {result['bootstrap']} resamples of "
              f"{result['groups_count']} {result['groups']} groups in {dt:.1f} s ({n * len(result['sets']) / dt:.0f} "
              f"rows/s)" + (f" -> {out / PAGE_NAME}, {out / JSON_NAME}" if out is not None else ""))

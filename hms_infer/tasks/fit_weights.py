@@ -40,10 +40,11 @@ FITTED_HEADER = """\
 
 
 def common_rows(table: pd.DataFrame, groups: Mapping[str, Mapping[int, np.ndarray]], table_name: str
-                ) -> pd.DataFrame:
-    """The table rows (in table order) of the label_ids every group predicted; every OOF label_id must be a row."""
+                ) -> np.ndarray:
+    """The positions (in table order) of the rows whose label_id every group predicted; every OOF label_id must be
+    a row."""
     held = {name: np.fromiter(saved, np.int64, len(saved)) for name, saved in groups.items()}
-    return table.iloc[shared_rows(table, held, table_name, kind="group")]
+    return shared_rows(table, held, table_name, kind="group")
 
 
 def group_members(manifest: Manifest, names: list[str], source: str) -> dict[str, list[int]]:
@@ -130,10 +131,11 @@ def fit_weights(*, table: str | Path, groups: Mapping[str, Mapping[int, np.ndarr
     fixed = [1.0] * len(names) if temperature else group_temperatures(parsed, members, source)
 
     frame = read_fold_table(table)
-    rows = common_rows(frame, groups, str(table))
+    positions = common_rows(frame, groups, str(table))
+    rows = frame.iloc[positions]
     row_weights, vote_aware = None, {}
     if min_votes is not None or vote_weighted:
-        totals = vote_totals(frame, str(table))[frame.index.get_indexer(rows.index)]
+        totals = vote_totals(frame, str(table))[positions]
         vote_aware = {"min_votes": min_votes, "rows_before_min_votes": len(rows), "vote_weighted": vote_weighted}
         if min_votes is not None:
             keep = totals >= min_votes

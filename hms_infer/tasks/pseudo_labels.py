@@ -18,7 +18,6 @@ writes the pickle, its Parquet twin and the report of degraded / fallback rows (
 from __future__ import annotations
 
 import logging
-import math
 import pickle
 import time
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..budget import check_time_limit
 from ..constants import CLASSES, PSEUDO_LABEL_CHUNK_ROWS, SUBMISSION_ORDER, VOTE_COLUMNS
 from ..data import Competition
 from ..ensemble import Ensemble
@@ -180,8 +180,7 @@ def pseudo_labels(*, data_dir: str | Path, table: str | Path, manifest: str | Pa
         check_writable(path)
     if chunk_rows < 1:
         raise HMSInputError(f"--chunk-rows must be a positive integer, got {chunk_rows!r}")
-    if time_limit is not None and not 0 <= time_limit < math.inf:
-        raise HMSInputError(f"--time-limit must be a non-negative number of seconds, got {time_limit!r}")
+    check_time_limit(time_limit)
     manifest, weights_dir, source = resolve_manifest(manifest, weights_dir)
     for folder in ("train_eegs", "train_spectrograms"):
         if not (Path(data_dir) / folder).is_dir():

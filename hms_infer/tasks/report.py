@@ -2,7 +2,6 @@
 matplotlib: `pip install hms_infer[plot]`)."""
 from __future__ import annotations
 
-import io
 import logging
 import time
 from pathlib import Path
@@ -17,8 +16,8 @@ from ..files import atomic_path, check_writable, write_text_atomic
 from ..loader import resolve_workers
 from ..manifest import Manifest
 from ..options import RunOptions
+from ..report import drawing_module
 from ..report.analysis import analyse, row_inputs, select_rows
-from ..report.drawing import draw, row_title
 from ..report.pages import index_page, page_name, row_page
 
 log = logging.getLogger(__name__)
@@ -44,6 +43,7 @@ def make_report(*, data_dir: str | Path, out: str | Path, manifest: str | Path |
     folder are checked before the models load; every file is written atomically. `options` (or its fields by
     keyword): how the models run.
     """
+    drawing = drawing_module("drawing", "the report needs")
     options = RunOptions.of(options, **run)
     progress = options.progress
     t0 = time.perf_counter()
@@ -60,14 +60,11 @@ def make_report(*, data_dir: str | Path, out: str | Path, manifest: str | Path |
     report = analyse(ens, comp, chosen, ens.batch_size(options.batch_size), workers, progress)
     t2 = time.perf_counter()
     for r in tqdm(report.rows, desc="report", unit="row", disable=not progress):
-        fig = draw(report, r, row_inputs(ens, comp, r.row.index))
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-        png = buffer.getvalue()
+        png = drawing.png_bytes(drawing.draw(report, r, row_inputs(ens, comp, r.row.index)))
         name = page_name(r)
         with atomic_path(out / f"{name}.png") as tmp:
             tmp.write_bytes(png)
-        write_text_atomic(out / f"{name}.html", row_page(report, r, row_title(report, r), png))
+        write_text_atomic(out / f"{name}.html", row_page(report, r, drawing.row_title(report, r), png))
     t3 = time.perf_counter()
     write_text_atomic(index, index_page(report, t3 - t1))
     n = len(report.rows)

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from ..budget import check_time_limit
 from ..constants import TIMELINE_CHUNK_RECORDINGS, TIMELINE_STRIDE_S
 from ..data import Competition
 from ..ensemble import Ensemble
@@ -33,6 +34,7 @@ from ..files import atomic_path, check_writable, write_text_atomic
 from ..loader import resolve_workers
 from ..manifest import Manifest, resolve_manifest
 from ..options import RunOptions
+from ..report import drawing_module
 from ..sharding import Parts, Shard, fingerprint, member_key
 from ..timeline import (
     DEGRADED, SHORT, SKIPPED, RecordingResult, TimelineStats, plan_recordings, predict_recordings, stride_samples,
@@ -42,12 +44,15 @@ log = logging.getLogger(__name__)
 PARTS = "timeline.parts"
 
 
-def write_part(parts: Parts, k: int, results: Sequence[RecordingResult]) -> None:
-    """Part k: its recordings' windows (the frame's columns) and summaries, atomically."""
+def write_part(parts: Parts, k: int, results: Sequence[RecordingResult]) -> tuple[pd.DataFrame, list[dict]]:
+    """Part k: its recordings' windows (the frame's columns) and summaries, atomically; returns them (`read_part`'s
+    answer)."""
     frame = pd.concat([r.frame for r in results], ignore_index=True)
+    summaries = [r.summary for r in results]
     parts.write(f"part-{k:06d}", columns=np.array(json.dumps(list(frame.columns))),
-                summaries=np.array(json.dumps([r.summary for r in results])),
+                summaries=np.array(json.dumps(summaries)),
                 **{f"column{j}": frame[c].to_numpy() for j, c in enumerate(frame.columns)})
+    return frame, summaries
 
 
 def read_part(parts: Parts, k: int, n_recordings: int) -> tuple[pd.DataFrame, list[dict]] | None:
@@ -66,17 +71,6 @@ def read_part(parts: Parts, k: int, n_recordings: int) -> tuple[pd.DataFrame, li
     return frame, summaries
 
 
-def _pages():
-    """The drawing module (matplotlib, the `plot` extra), or an `HMSInputError` saying how to install it."""
-    try:
-        from ..report import timeline as pages
-    except ModuleNotFoundError as e:
-        if e.name != "matplotlib":
-            raise
-        raise HMSInputError("the timeline's pages need matplotlib: pip install 'hms_infer[plot]'") from None
-    return pages
-
-
 def _check(eeg_ids: Sequence[int] | None, all_recordings: bool, at: float | None, chunk_recordings: int,
            time_limit: float | None) -> None:
     if all_recordings and eeg_ids:
@@ -87,8 +81,7 @@ def _check(eeg_ids: Sequence[int] | None, all_recordings: bool, at: float | None
         raise HMSInputError(f"--at must be a non-negative number of seconds, got {at!r}")
     if not isinstance(chunk_recordings, int) or chunk_recordings < 1:
         raise HMSInputError(f"--chunk-recordings must be a positive integer, got {chunk_recordings!r}")
-    if time_limit is not None and not time_limit >= 0:
-        raise HMSInputError(f"--time-limit must be a non-negative number of seconds, got {time_limit!r}")
+    check_time_limit(time_limit)
 
 
 def problem_table(summaries: Sequence[dict]) -> str:
@@ -118,7 +111,7 @@ def timeline(*, data_dir: str | Path, out: str | Path, manifest: str | Path | Ma
     options = RunOptions.of(options, **run)
     progress = options.progress
     t0 = time.perf_counter()
-    pages = _pages()
+    pages = drawing_module("timeline", "the timeline's pages need")
     _check(eeg_ids, all_recordings, at, chunk_recordings, time_limit)
     stride_samples(stride)
     comp = Competition(data_dir, split)
@@ -157,7 +150,7 @@ def timeline(*, data_dir: str | Path, out: str | Path, manifest: str | Path | Ma
         for j, result in stream:
             i = order[j]
             t = time.perf_counter()
-            pages.write_recording_page(out, ens, comp, result, stride, at, size)
+            pages.write_recording_page(out, ens, comp, result, stride, at)
             pages_s += time.perf_counter() - t
             done[i] = result
             computed += len(result.frame)
@@ -165,8 +158,7 @@ def timeline(*, data_dir: str | Path, out: str | Path, manifest: str | Path | Ma
             left[k] -= 1
             if left[k] == 0:
                 results = [done.pop(r) for r in chunks[k]]
-                write_part(parts, k, results)
-                have[k] = (pd.concat([r.frame for r in results], ignore_index=True), [r.summary for r in results])
+                have[k] = write_part(parts, k, results)
                 written += 1
                 if time_limit is not None and time.perf_counter() - t0 >= time_limit and written < len(todo):
                     stopped = True
