@@ -6,9 +6,10 @@ rows / 200 s). A recording shorter than 50 s has one window at 0, NaN-padded as 
 Train split: a window's spectrogram offset is its EEG offset plus the recording's shift
 (spectrogram_label_offset_seconds - eeg_label_offset_seconds, the same in every label row of the eeg_id, as is its
 spectrogram_id: rows that disagree are an error naming them), and every labelled offset off that grid is a window
-too, with its row's own offsets: the prediction at a labelled window is exactly the one `predict` gives that row.
-Spectrogram windows that run off the file are NaN-padded as usual and counted. Test split: one window per recording,
-the row's own (what `predict` sees).
+too, with its row's own offsets (its EEG from sample `data.eeg_start`, int(offset x 200), as on the grid): the
+prediction at a labelled window is exactly the one `predict` gives that row. Spectrogram windows that run off the
+file are NaN-padded as usual and counted. Test split: one window per recording, its first row's own (what `predict`
+sees: the table's offsets if it has them, else the centre).
 
 Each window is cut from the recording read once (`data.read_eeg_recording` / `read_spectrogram_recording`, then
 `cut_eeg` / `cut_spectrogram`: the main command's own functions) and preprocessed as the main command does, so its
@@ -67,12 +68,15 @@ class Label:
 
 @dataclass(frozen=True)
 class Recording:
-    """One eeg_id: its spectrogram, shift (train; None on the test split: the row's own window) and label rows."""
+    """One eeg_id: its spectrogram, shift (train; None on the test split: the row's own window) and label rows;
+    on the test split the first row's EEG and spectrogram offsets (None: the table has none, the centre)."""
 
     eeg_id: int
     spectrogram_id: int
     shift_s: float | None
     labels: tuple[Label, ...] = ()
+    eeg_offset_s: float | None = None
+    spectrogram_offset_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -138,9 +142,10 @@ def plan_windows(rec: Recording, n_rows: int, step: int, time: np.ndarray | None
     """The windows of `rec` (module docstring). `time`: the spectrogram's frame times (the test split's window
     rule; None without a usable spectrogram)."""
     if rec.shift_s is None:
-        start = eeg_start(None, n_rows)
-        spect = math.nan if time is None else float(spectrogram_offset(None, time))
-        return Windows(np.array([start]), np.array([start / EEG_FS]), np.array([spect]))
+        start = eeg_start(rec.eeg_offset_s, n_rows)
+        offset = start / EEG_FS if rec.eeg_offset_s is None else rec.eeg_offset_s
+        spect = math.nan if time is None else float(spectrogram_offset(rec.spectrogram_offset_s, time))
+        return Windows(np.array([start]), np.array([offset]), np.array([spect]))
     start = np.arange(window_count(n_rows, step), dtype=np.int64) * step
     offset = start / EEG_FS
     spect = offset + rec.shift_s
@@ -149,11 +154,12 @@ def plan_windows(rec: Recording, n_rows: int, step: int, time: np.ndarray | None
     for lab in rec.labels:
         own.setdefault(lab.offset_s, lab.spectrogram_offset_s)
     for o, s in own.items():
-        if o in grid:
+        if o in grid:  # predict's start: int(o x 200) may be a sample before k x step (4.6 x 200 = 919.99...)
+            start[grid[o]] = eeg_start(o, n_rows)
             spect[grid[o]] = s
     extra = sorted(o for o in own if o not in grid)
     if extra:
-        start = np.concatenate([start, [int(o * EEG_FS) for o in extra]])
+        start = np.concatenate([start, [eeg_start(o, n_rows) for o in extra]])
         offset = np.concatenate([offset, extra])
         spect = np.concatenate([spect, [own[o] for o in extra]])
         order = np.argsort(offset, kind="stable")
@@ -204,7 +210,8 @@ def plan_recordings(comp: Competition, eeg_ids: Sequence[int] | None = None) -> 
         labels = tuple(Label(r.index, r.key, r.eeg_offset_s, r.spectrogram_offset_s,
                              None if votes is None else tuple(votes[i].tolist()))
                        for r, i in zip(rows, positions[e])) if train else ()
-        out.append(Recording(e, first.spectrogram_id, shift, labels))
+        own = (None, None) if train else (first.eeg_offset_s, first.spectrogram_offset_s)
+        out.append(Recording(e, first.spectrogram_id, shift, labels, *own))
     return out
 
 

@@ -28,10 +28,10 @@ from hms_infer import data as data_module  # noqa: E402
 from hms_infer import predict  # noqa: E402
 from hms_infer.cli import main  # noqa: E402
 from hms_infer.constants import EEG_COLUMNS, SUBMISSION_CLASSES, VOTE_COLUMNS  # noqa: E402
-from hms_infer.data import Competition, cut_spectrogram, spectrogram_start  # noqa: E402
+from hms_infer.data import Competition, cut_spectrogram, eeg_start, spectrogram_start  # noqa: E402
 from hms_infer.ensemble import Ensemble  # noqa: E402
 from hms_infer.errors import HMSInputError  # noqa: E402
-from hms_infer.preprocess import spectrogram_image  # noqa: E402
+from hms_infer.preprocess import eeg_electrodes, spectrogram_image  # noqa: E402
 from hms_infer.report import timeline_figure  # noqa: E402
 from hms_infer.report.timeline import draw_timeline  # noqa: E402
 from hms_infer.members import random_model  # noqa: E402
@@ -157,6 +157,52 @@ def test_each_window_equals_predict_on_a_test_row_of_the_same_window(case, singl
     # C3 is flat from 18 s of the long recording on: the windows after it count it, those before not
     flat = dict(zip(frame[frame.eeg_id == LONG].offset_s, frame[frame.eeg_id == LONG].flat_channels))
     assert flat[20.0] >= 1 and flat[0.0] < flat[20.0]
+
+
+def _window_inputs(comp: Competition, rec: Recording, step: int, offset: float) -> tuple[np.ndarray, np.ndarray]:
+    """The timeline's model inputs for its window at `offset` s of `rec`: (19, 10000) electrodes, the spectrogram
+    image."""
+    pieces = list(RecordingWindows(comp, [rec], step, 64).recording(0))
+    k = np.concatenate([p.offset_s for p, _, _ in pieces]).tolist().index(offset)
+    return torch.cat([e for _, e, _ in pieces])[k].numpy(), torch.cat([s for _, _, s in pieces])[k].numpy()
+
+
+def _assert_predicts_inputs(comp: Competition, rec: Recording, step: int, row: int) -> None:
+    """The window at `row`'s offset has the inputs `predict` reads for that row (`Competition`), bit for bit."""
+    r = comp.rows[row]
+    electrodes, image = _window_inputs(comp, rec, step, r.eeg_offset_s)
+    np.testing.assert_array_equal(electrodes, eeg_electrodes(comp.read_eeg(r)))
+    np.testing.assert_array_equal(image, spectrogram_image(comp.read_spectrogram(r)))
+
+
+def test_a_labelled_window_on_the_grid_starts_where_predict_does(tmp_path):
+    """Label offset 4.6 s with --stride 4.6: the grid puts its window at sample 920, predict at
+    int(4.6 * 200) = 919 (4.6 * 200 = 919.99...): the labelled window is predict's."""
+    data = write_recording(tmp_path / "data", 7201, 8201, 56.0, (4.6,), shift_s=10.0, seed=3)
+    comp = Competition(data, "train")
+    (rec,) = plan_recordings(comp)
+    step = stride_samples(4.6)
+    w = plan_windows(rec, 56 * 200, step)
+    assert w.offset_s.tolist() == [0.0, 4.6] and w.start.tolist() == [0, eeg_start(4.6, 56 * 200)] == [0, 919]
+    _assert_predicts_inputs(comp, rec, step, 0)
+
+
+def test_a_test_table_with_offsets_is_predicts_window(case, tmp_path):
+    """A test table with offset columns: predict reads the row's window there, not the centre; so does the
+    timeline (its window at the row's offset)."""
+    data = tmp_path / "data"
+    for kind in ("eegs", "spectrograms"):
+        (data / f"test_{kind}").mkdir(parents=True)
+        shutil.copy(case["data"] / f"train_{kind}" / f"{LONG + 1000 * (kind != 'eegs')}.parquet",
+                    data / f"test_{kind}")
+    pd.DataFrame([{"spectrogram_id": LONG + 1000, "eeg_id": LONG, "eeg_label_offset_seconds": 4.6,
+                   "spectrogram_label_offset_seconds": 57.0}]).to_csv(data / "test.csv", index=False)
+    comp = Competition(data, "test")
+    (rec,) = plan_recordings(comp)
+    assert rec.shift_s is None and (rec.eeg_offset_s, rec.spectrogram_offset_s) == (4.6, 57.0)
+    w = plan_windows(rec, 90 * 200, 2000, np.array([1.0, 999.0]))
+    assert (w.start.tolist(), w.offset_s.tolist(), w.spect_offset_s.tolist()) == ([919], [4.6], [57.0])
+    _assert_predicts_inputs(comp, rec, 2000, 0)
 
 
 def test_the_shift_is_applied_and_disagreeing_rows_are_an_error(case, tmp_path, capsys):
