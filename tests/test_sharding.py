@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from hms_infer import predict
 from hms_infer.errors import HMSInputError
 from hms_infer.sharding import Parts, Shard
 
-from .conftest import tiny_manifest
+from .conftest import save_tiny_checkpoint, tiny_manifest
 
 
 @pytest.mark.parametrize("n_rows,size,count", [(1, 4, 2), (7, 2, 3), (16, 4, 2), (17, 8, 3), (5, 1, 5)])
@@ -104,3 +105,24 @@ def test_parts_carry_each_rows_problems(tmp_path):
                                       {3: [("spectrogram", "b.parquet", "no rows")]})
     assert probs[:, 0].tolist() == [1, 1, 0, 0, 1]
     assert notes == {1: [("eeg", "a.parquet", "gone")], 3: [("spectrogram", "b.parquet", "no rows")]}
+
+
+def test_parts_of_other_checkpoints_under_the_same_manifest_do_not_merge(synthetic_dir, tmp_path):
+    """The fingerprint holds each checkpoint's identity (sha256, else size and time), not the manifest's text only:
+    a part predicted with replaced weights does not complete a run."""
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_dir, data)
+    pd.read_csv(data / "test.csv").iloc[:2].to_csv(data / "test.csv", index=False)
+    weights = tmp_path / "weights"
+    for fold in (0, 1):
+        save_tiny_checkpoint(weights / f"test_efficientnet_{fold}_0.pt", seed=fold)
+    manifest = weights / "m.yaml"
+    manifest.write_text(yaml.safe_dump(tiny_manifest(weights, tta=("none",))))
+    out = tmp_path / "sub.csv"
+    run = dict(out=out, manifest=manifest, device="cpu", batch_size=1, num_workers=0, progress=False)
+    assert len(predict(data, shard="0/2", **run)) == 1 and not out.exists()
+    save_tiny_checkpoint(weights / "test_efficientnet_0_0.pt", seed=7)  # other weights, same manifest
+    assert len(predict(data, shard="1/2", **run)) == 1 and not out.exists()
+    assert len(predict(data, shard="0/2", **run)) == 2 and out.exists()
+    single = predict(data, **{**run, "out": None})
+    pd.testing.assert_frame_equal(pd.read_csv(out), single, check_exact=False, atol=1e-6, rtol=0)

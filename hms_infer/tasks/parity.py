@@ -26,7 +26,7 @@ from ..files import check_writable, write_text_atomic
 from ..manifest import Manifest, Member, resolve_manifest
 from ..metric import kl_divergence, solution_probabilities
 from ..options import RunOptions
-from ..sharding import Parts, Shard, fingerprint
+from ..sharding import Parts, Shard, fingerprint, member_key
 from ..training import read_train_table, validation_rows
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,8 @@ def parity(*, data_dir: str | Path, table: str | Path, manifest: str | Path | Ma
             values.append(logits[0, :, 0].numpy())
     values = np.concatenate(values) if values else np.zeros((0, len(CLASSES)), dtype=np.float32)
     folder = f"{report_path or 'hms_parity'}.parts"
-    key = fingerprint(rows, sorted(saved), [chosen[f].name for f in folds], str(ens.precision), size, part.count)
+    key = fingerprint(rows, sorted(saved), [member_key(chosen[f], weights_dir) for f in folds], str(ens.precision),
+                      size, part.count)
     merged = part.gather(Parts(folder, key), mine, values, len(rows))
     dt = time.perf_counter() - t0
     if merged is None:

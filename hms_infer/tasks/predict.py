@@ -17,10 +17,10 @@ from ..errors import HMSInputError
 from ..fallback import announce, finish_run, status_counts, write_report
 from ..files import check_writable
 from ..loader import resolve_workers
-from ..manifest import Manifest
+from ..manifest import Manifest, resolve_manifest
 from ..options import RunOptions
 from ..runtime import member_gflops
-from ..sharding import Parts, Shard, fingerprint
+from ..sharding import Parts, Shard, fingerprint, member_key
 from ..submission import to_submission, write_submission
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,9 @@ def predict(test_dir: str | Path, *, out: str | Path | None = None, manifest: st
         after_batch=None if tracker is None else tracker.batch_done)
     merged = (probs, problems)
     if part.count > 1:
-        source = manifest.to_dict() if isinstance(manifest, Manifest) else Path(manifest).read_text()
-        key = fingerprint(comp.table, source, ens.views, ens.blend_mode, ens.precision, size, part.count)
+        spec, checkpoints, _ = resolve_manifest(manifest, weights_dir)
+        key = fingerprint(comp.table, spec.to_dict(), [member_key(m, checkpoints) for m in spec.members], ens.views,
+                          ens.blend_mode, ens.precision, size, part.count)
         merged = part.gather(Parts(f"{out}.parts", key), rows, probs, len(comp), problems)
     dt = time.perf_counter() - t1
     how = (f"{len(ens.members)} members x {len(ens.views)} views on {','.join(map(str, ens.devices))} "
