@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hms_infer-installed
 
-.PHONY: test demo venv clean gpu-check
+.PHONY: test demo docs venv clean gpu-check
 
 venv: $(STAMP)
 
@@ -22,9 +22,13 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m hms_infer demo
 
+# The documentation site (docs/, mkdocs.yml; the docs extra) into site/; --strict: a broken link or page fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
 # On a GPU machine whose python3 has torch, timm, nnAudio and triton (no venv: such machines are often offline).
 gpu-check:
 	./gpu_check.sh
 
 clean:
-	rm -rf $(VENV) .venv-kaggle-image .venv-kaggle-image.lock demo_out gpu_check_out build dist *.egg-info
+	rm -rf $(VENV) .venv-kaggle-image .venv-kaggle-image.lock demo_out gpu_check_out build dist site *.egg-info

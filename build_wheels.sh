@@ -102,7 +102,7 @@ if [ "$COMMIT" != unknown ] && [ -n "$(git -C "$ROOT" status --porcelain --untra
     COMMIT="$COMMIT-dirty"
 fi
 
-ARGS=(--out "$OUT" --wheels "$STAGE/wheels" --requirements "$REQUIREMENTS" --kernel "$ROOT/kaggle/kernel.py"
+ARGS=(--out "$OUT" --wheels "$STAGE/wheels" --requirements "$REQUIREMENTS" --kernel "$ROOT/kernel.py"
       --default-manifest "$ROOT/weights_manifest.yaml" --commit "$COMMIT"
       --notebook-out "$NOTEBOOK_OUT" --notebook-cell "$ROOT/kaggle/notebook_cell.py")
 [ -z "$WEIGHTS_DIR" ] || ARGS+=(--weights-dir "$WEIGHTS_DIR")

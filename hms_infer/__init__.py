@@ -7,25 +7,53 @@
 
 Every command has its API function in `hms_infer.tasks` (`hms_infer.tasks.parity.parity`,
 `hms_infer.tasks.fit_weights.fit_weights`, `hms_infer.tasks.report.make_report`, ...); `hms_infer.report.figure`
-draws one row in a notebook, `Ensemble.timeline` and `hms_infer.report.timeline_figure` a whole recording. The
-library logs (logger `hms_infer`): `logging.basicConfig(level=logging.INFO)` shows a run's summary lines,
-`logging.getLogger("hms_infer").setLevel(logging.ERROR)` silences them.
+draws one row in a notebook, `hms_infer.timeline.timeline_frame` and `hms_infer.report.timeline_figure` a whole
+recording. The library logs (logger `hms_infer`): `logging.basicConfig(level=logging.INFO)` shows a run's summary
+lines, `logging.getLogger("hms_infer").setLevel(logging.ERROR)` silences them.
 """
-from .constants import CLASSES, SUBMISSION_HEADER
-from .data import Competition
-from .blending import blend
-from .ensemble import Ensemble
-from .errors import HMSInputError
-from .manifest import Manifest, Member, load_manifest
-from .models import PRESETS, ArchConfig, HMSModel, create_model
-from .montage import VIEWS
-from .options import RunOptions
-from .tasks.evaluate import evaluate
-from .tasks.predict import predict
+from __future__ import annotations
 
-__version__ = "0.4.0"
-__all__ = [
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.5.0"
+# The public names, each imported from its module on first use (PEP 562): `import hms_infer`, `--help` and
+# `--version` import neither torch nor timm.
+_EXPORTS: dict[str, str] = {
+    "CLASSES": "constants", "SUBMISSION_HEADER": "constants", "VIEWS": "montage", "Competition": "data",
+    "Ensemble": "ensemble", "blend": "blending", "predict": "tasks.predict", "evaluate": "tasks.evaluate",
+    "HMSInputError": "errors", "Manifest": "manifest", "Member": "manifest", "load_manifest": "manifest",
+    "PRESETS": "models", "ArchConfig": "models", "HMSModel": "models", "create_model": "models",
+    "RunOptions": "options",
+}
+__all__ = [  # written out (not `list(_EXPORTS)`): static tools (type checkers, the docs' API reference) read it
     "CLASSES", "SUBMISSION_HEADER", "VIEWS", "Competition", "Ensemble", "blend", "predict", "evaluate",
     "HMSInputError", "Manifest", "Member", "load_manifest", "PRESETS", "ArchConfig", "HMSModel", "create_model",
     "RunOptions",
 ]
+
+if TYPE_CHECKING:  # what the names are, for type checkers and the layout test's import graph
+    from .blending import blend
+    from .constants import CLASSES, SUBMISSION_HEADER
+    from .data import Competition
+    from .ensemble import Ensemble
+    from .errors import HMSInputError
+    from .manifest import Manifest, Member, load_manifest
+    from .models import PRESETS, ArchConfig, HMSModel, create_model
+    from .montage import VIEWS
+    from .options import RunOptions
+    from .tasks.evaluate import evaluate
+    from .tasks.predict import predict
+
+
+def __getattr__(name: str) -> Any:
+    """A public name, imported from its module the first time it is read (then kept as a module attribute)."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

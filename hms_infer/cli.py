@@ -8,6 +8,7 @@ here (INFO lines on stdout as they are, warnings on stderr).
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from typing import Callable, Sequence
 from . import __version__
 from .constants import (
     BLENDS, BOOTSTRAP_RESAMPLES, MANIFEST_NAME, MIN_VOTES, PARITY_TOLERANCE, PRECISIONS, PSEUDO_LABEL_CHUNK_ROWS,
-    TIMELINE_CHUNK_RECORDINGS, TIMELINE_STRIDE_S, WORST_ROWS,
+    REPORT_PAGE_MAX_BYTES, TIMELINE_CHUNK_RECORDINGS, TIMELINE_STRIDE_S, WORST_ROWS,
 )
 from .errors import HMSInputError
 from .manifest import default_manifest_path
@@ -357,7 +358,12 @@ def _report_args(p: argparse.ArgumentParser) -> None:
     which.add_argument("--rows", default=None, help="table rows to report, 0-based, comma-separated: 0,5,9")
     which.add_argument("--eeg-id", type=int, nargs="+", default=None, help="every row of these eeg_ids")
     which.add_argument("--all", action="store_true", help="every row (the default)")
-    p.add_argument("--out", type=Path, required=True, help="folder for the PNGs, the pages and index.html")
+    p.add_argument("--full", action="store_true",
+                   help="every page's figure a full-resolution PNG (1600 x 1100, 1.4-1.9 MB a page), also written as "
+                        "<page>.png. Without it a one-row report is the same, and a report of several rows (--all, or "
+                        "--rows/--eeg-id choosing more than one) embeds a WebP at 1360 x 935 in each page, at most "
+                        f"{REPORT_PAGE_MAX_BYTES // 1000} kB a page, and writes no image files")
+    p.add_argument("--out", type=Path, required=True, help="folder for the pages, index.html and any PNGs")
     _manifest_args(p)
     _run_args(p)
 
@@ -366,7 +372,7 @@ def _report(args: argparse.Namespace) -> int:
     from .tasks.report import make_report, parse_rows
     make_report(data_dir=args.data_dir, out=args.out, manifest=_manifest_path(args), weights_dir=args.weights_dir,
                 split=args.split, rows=None if args.rows is None else parse_rows(args.rows), eeg_ids=args.eeg_id,
-                options=_options(args))
+                full=args.full, options=_options(args))
     return 0
 
 
@@ -494,7 +500,7 @@ COMMANDS: dict[str, Command] = {
                         "--manifest weights/weights_manifest.yaml --out timeline/"),
     "bench": Command("time the end-to-end path on synthetic rows, stage by stage", _bench_args, _bench,
                      "python -m hms_infer bench --presets cfg_1,cfg_5 --rows 1 --device cpu --reference"),
-    "report": Command("a PNG and an HTML page per row (signals, images, every member, view and head) and an index",
+    "report": Command("an HTML page per row (signals, images, every member, view and head) and a sortable index",
                       _report_args, _report,
                       "python -m hms_infer report --data-dir hms --split train --eeg-id 1628180742 "
                       "--manifest weights/weights_manifest.yaml --out report/"),
@@ -525,10 +531,23 @@ def _parser(name: str | None) -> argparse.ArgumentParser:
     return p
 
 
+def _command_name(argv: Sequence[str]) -> str | None:
+    """The command `argv` starts with; None: the main command (its arguments start with an option). A first word
+    that names no command is an error listing the commands (exit 2), not the main command's missing options."""
+    if not argv or argv[0].startswith("-"):
+        return None
+    if argv[0] in COMMANDS:
+        return argv[0]
+    close = difflib.get_close_matches(argv[0], COMMANDS, n=1)
+    p = argparse.ArgumentParser(prog="python -m hms_infer", usage="%(prog)s [COMMAND] [options]")
+    p.error(f"{argv[0]!r} is not a command{f'; did you mean {close[0]!r}?' if close else ''} (choose from "
+            f"{', '.join(COMMANDS)}; python -m hms_infer --help describes them)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     configure_logging()
-    name = argv[0] if argv and argv[0] in COMMANDS else None
+    name = _command_name(argv)
     args = _parser(name).parse_args(argv[1:] if name else argv)
     try:
         return COMMANDS[name or "predict"].run(args)

@@ -41,6 +41,8 @@ SPECT_CHANNELS = len(SPECT_REGIONS) + 6  # 4 regions + 6 pairwise differences
 
 # Files and choices
 MANIFEST_NAME = "weights_manifest.yaml"
+# the repository's manifest names its checkpoints `<backbone>_<fold>_SEED.pt`: SEED stands for the training seed
+SEED_PLACEHOLDER = "SEED"
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")  # autocast dtypes (`runtime` maps them to torch's)
 BLENDS: tuple[str, ...] = ("prob", "logit")
 
@@ -49,6 +51,11 @@ BLENDS: tuple[str, ...] = ("prob", "logit")
 LABEL_WINDOW_S = 10
 REPORT_FIGSIZE = (16.0, 11.0)
 REPORT_DPI = 100
+# A report of several rows (without --full): each page's figure as lossy WebP at REPORT_COMPACT_DPI (1360 x 935 px),
+# at the first of REPORT_WEBP_QUALITIES whose page (UTF-8 bytes) fits REPORT_PAGE_MAX_BYTES.
+REPORT_COMPACT_DPI = 85
+REPORT_WEBP_QUALITIES = (55, 45, 35, 25)
+REPORT_PAGE_MAX_BYTES = 300_000
 # Time budget (budget.py): the order in which TTA views are dropped when a run would not finish in time, the
 # budget kernel.py gives a Kaggle run (HMS_TIME_BUDGET_S; Kaggle stops a notebook at 9 h), and how many steady
 # batches (after a level's first, which carries warm-up / compile time) a projection needs.
@@ -76,3 +83,6 @@ TIMELINE_STRIDE_S = 2.0
 TIMELINE_SHIFT_TOLERANCE_S = 1e-6
 TIMELINE_CHUNK_RECORDINGS = 32
 TIMELINE_FIGSIZE = (16.0, 8.0)
+
+# A competition folder without one of its data folders: the error lists at most FOLDER_LISTING of its entries.
+FOLDER_LISTING = 12

@@ -4,6 +4,8 @@
 every problem with the files is an `HMSInputError` that names the file and the table row. A window is read in two
 steps, also used on their own (`timeline`: many windows of one recording, each file read once): read the whole
 recording (`read_eeg_recording`, `read_spectrogram_recording`), then cut the window (`cut_eeg`, `cut_spectrogram`).
+A folder without `<split>_eegs/` or `<split>_spectrograms/` is a setup error (`check_folders`), not bad rows.
+Messages name rows and values as `messages` says.
 """
 from __future__ import annotations
 
@@ -17,14 +19,34 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .constants import EEG_FS, EEG_WINDOW, ELECTRODES, SPECT_FRAMES, SPECT_FREQS, SPECT_REGIONS, SPECT_SPAN_S
+from .constants import (
+    EEG_FS, EEG_WINDOW, ELECTRODES, FOLDER_LISTING, SPECT_FRAMES, SPECT_FREQS, SPECT_REGIONS, SPECT_SPAN_S,
+)
 from .errors import HMSInputError, UnusableInput
+from .messages import row_number, shown, table_row
 
 log = logging.getLogger(__name__)
 SPLITS = ("test", "train")
 _ID_COLUMNS = {"test": ("eeg_id", "spectrogram_id"), "train": ("eeg_id", "spectrogram_id", "label_id")}
 _OFFSET_COLUMNS = ("eeg_label_offset_seconds", "spectrogram_label_offset_seconds")
 _logged_once: set[str] = set()
+
+
+def check_folders(root: str | Path, split: str) -> None:
+    """`root` holds `<split>_eegs/` and `<split>_spectrograms/`; a missing one (a wrong path far more likely than
+    bad data) is an `HMSInputError` naming it and listing what `root` holds."""
+    root = Path(root)
+    if not root.is_dir():
+        raise HMSInputError(f"{root}: folder not found (the competition folder, holding {split}.csv, {split}_eegs/ "
+                            f"and {split}_spectrograms/)")
+    for folder in (f"{split}_eegs", f"{split}_spectrograms"):
+        if not (root / folder).is_dir():
+            entries = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())
+            found = ", ".join(entries[:FOLDER_LISTING]) or "nothing"
+            if len(entries) > FOLDER_LISTING:
+                found += f" and {len(entries) - FOLDER_LISTING} more"
+            raise HMSInputError(f"{root}: no {folder}/ folder (found: {found}); the competition folder holds "
+                                f"{split}.csv, {split}_eegs/ and {split}_spectrograms/")
 
 
 def _log_once(key: str, msg: str, *args: object) -> None:
@@ -82,8 +104,8 @@ def validate_table(df: pd.DataFrame, name: str, split: str) -> pd.DataFrame:
         bad = num.isna() | (num % 1 != 0) | (num < 0) | (num.astype(np.float64) >= 2.0**63)
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise HMSInputError(f"{name} row {i}: {col} {df[col].iloc[i]!r} is not a non-negative integer id "
-                                f"(below 2**63)")
+            raise HMSInputError(f"{table_row(name, row_number(df, i))}: {col} {shown(df[col].iloc[i])} is not a "
+                                f"non-negative integer id (below 2**63)")
         df[col] = num.astype(np.int64)
     for col in _OFFSET_COLUMNS:
         if col in df.columns:
@@ -91,7 +113,8 @@ def validate_table(df: pd.DataFrame, name: str, split: str) -> pd.DataFrame:
             bad = num.isna() | (num < 0) | ~np.isfinite(num)
             if bad.any():
                 i = int(np.flatnonzero(bad.to_numpy())[0])
-                raise HMSInputError(f"{name} row {i}: {col} {df[col].iloc[i]!r} is not a non-negative number")
+                raise HMSInputError(f"{table_row(name, row_number(df, i))}: {col} {shown(df[col].iloc[i])} is "
+                                    f"not a non-negative number")
             df[col] = num.astype(np.float64)
     return df
 
@@ -216,7 +239,8 @@ class Competition:
     """A competition folder: `<split>.csv`, `<split>_eegs/`, `<split>_spectrograms/`.
 
     Iterating yields `(row, eeg, spect)`: eeg (10000, 19) float32 raw electrodes in `ELECTRODES` order,
-    spect (T, 4, 100) float32 raw power in `SPECT_REGIONS` order (T = 300 for every well-formed file).
+    spect (T, 4, 100) float32 raw power in `SPECT_REGIONS` order (T = 300 for every well-formed file). A root
+    without both data folders is an error up front (`check_folders`); a row's missing file is the row's own.
     """
 
     def __init__(self, root: str | Path, split: str = "test", table: pd.DataFrame | str | Path | None = None,
@@ -226,6 +250,7 @@ class Competition:
         if split not in SPLITS:
             raise HMSInputError(f"split must be one of {SPLITS}, got {split!r}")
         self.root = Path(root)
+        check_folders(self.root, split)
         self.split = split
         self.table_name = table_name or f"{split}.csv"
         if isinstance(table, pd.DataFrame):

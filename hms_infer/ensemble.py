@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .blending import blend
-from .constants import HEADS, TIMELINE_STRIDE_S
+from .constants import HEADS
 from .data import Competition
 from .errors import FusedKernelError, HMSInputError
 from .fallback import Problem, apply_policy
@@ -390,14 +390,3 @@ class Ensemble:
         probs, problems = self.predict_rows(comp, None, batch_size, num_workers, progress)
         probs, _ = apply_policy(probs, problems, self.fallback)
         return to_submission([r.eeg_id for r in comp.rows], probs)
-
-    def timeline(self, competition: Competition, eeg_id: int, stride: float = TIMELINE_STRIDE_S, members: bool = False,
-                 batch_size: int | str = "auto", num_workers: int | str = 0, progress: bool = False) -> pd.DataFrame:
-        """The prediction along a whole recording (`hms_infer.timeline`): one row per 50-s window of `eeg_id`'s EEG
-        every `stride` seconds (train split: plus its labelled offsets; test split: the row's own window), with
-        `eeg_id`, `offset_s`, the six probabilities (the submission's columns), with `members` each member's
-        (`<member>/<column>`), and the window's input quality (`eeg_nan_share`, `flat_channels`,
-        `spect_padded_frames`). Each file is read once."""
-        from .timeline import recording_timeline
-        return recording_timeline(self, competition, eeg_id, stride, members, batch_size, num_workers,
-                                  progress).frame

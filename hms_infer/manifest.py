@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +11,6 @@ import yaml
 from .constants import BLENDS, CLASSES, MANIFEST_NAME
 from .errors import HMSInputError
 from .files import write_text_atomic
-from .models import resolve_arch
-from .models.backbone import backbone_exists
 from .montage import VIEWS, parse_views
 
 Fallback = str | dict[str, float]  # "mean", or class -> probability
@@ -41,6 +39,7 @@ class Manifest:
     blend: str = "prob"
     version: int = 1
     fallback: Fallback = "mean"  # the distribution of rows without usable input (`fallback.py`)
+    source: str | None = field(default=None, compare=False)  # the file it was read from (None: built in code)
 
     @property
     def weights(self) -> list[float]:
@@ -87,6 +86,8 @@ def _positive(m: dict, key: str, where: str) -> float:
 
 def manifest_from_dict(d: Any, source: str = "manifest") -> Manifest:
     """Validate a parsed manifest; every error names `source` and the member at fault."""
+    from .models import resolve_arch  # torch and timm: here, not at import (the command line's --help needs neither)
+    from .models.backbone import backbone_exists
     if not isinstance(d, dict):
         raise HMSInputError(f"{source}: expected a mapping with 'members', got {type(d).__name__}")
     if d.get("version", 1) != 1:
@@ -150,7 +151,9 @@ def read_manifest_yaml(path: str | Path) -> Any:
 
 
 def load_manifest(path: str | Path) -> Manifest:
-    return manifest_from_dict(read_manifest_yaml(path), str(Path(path)))
+    manifest = manifest_from_dict(read_manifest_yaml(path), str(Path(path)))
+    manifest.source = str(Path(path))
+    return manifest
 
 
 def save_manifest(manifest: Manifest, path: str | Path, header: str = "") -> None:
@@ -162,7 +165,7 @@ def resolve_manifest(manifest: Manifest | str | Path, weights_dir: str | Path | 
     """A manifest or its file -> (the manifest, the folder its checkpoint paths are relative to: `weights_dir`,
     else the file's folder, else the current folder; its name for messages)."""
     if isinstance(manifest, Manifest):
-        return manifest, Path(weights_dir or "."), "the manifest"
+        return manifest, Path(weights_dir or "."), manifest.source or "the manifest"
     return load_manifest(manifest), Path(weights_dir or Path(manifest).parent), str(manifest)
 
 

@@ -10,6 +10,7 @@ from typing import Sequence
 import torch
 
 from .checkpoint import load_weights, read_state_dict, sha256
+from .constants import SEED_PLACEHOLDER
 from .errors import HMSInputError
 from .manifest import Manifest, Member
 from .models import ArchConfig, HMSModel, create_model, resolve_arch
@@ -58,6 +59,33 @@ def read_checkpoint(member: Member, weights_dir: Path) -> dict[str, torch.Tensor
         raise
 
 
+def missing_checkpoints(manifest: Manifest, weights_dir: Path) -> str:
+    """'' when every member's checkpoint file exists, else one line: the first missing file, how many are missing,
+    the manifest, the folder its paths resolved against (and why that one), and, where the name holds the repository
+    manifest's placeholder `SEED`, how to replace it."""
+    missing = [m for m in manifest.members if not m.checkpoint_path(weights_dir).is_file()]
+    if not missing:
+        return ""
+    first, folder = missing[0], weights_dir.resolve()
+    path, source = first.checkpoint_path(weights_dir), manifest.source or "the manifest"
+    if manifest.source is None:
+        origin = "the weights_dir given"
+    elif Path(manifest.source).resolve().parent == folder:
+        origin = "the manifest's folder; --weights-dir names another"
+    else:
+        origin = "--weights-dir"
+    text = (f"{path}: checkpoint not found: member {first.name} of {source}, {len(missing)} of its "
+            f"{len(manifest.members)} checkpoints missing in {folder} ({origin}"
+            f"{'' if folder.is_dir() else ', a folder that does not exist'})")
+    if not path.resolve().is_relative_to(folder):
+        text += f" (member {first.name}'s checkpoint path leaves the weights folder {weights_dir})"
+    if SEED_PLACEHOLDER in first.checkpoint:
+        text += (f"; {SEED_PLACEHOLDER} in its name is a placeholder: replace it in {source} with the seed of your "
+                 f"training run (the training code saves <backbone>_<fold>_<seed>.pt), or write the manifest from "
+                 f"your checkpoints: python -m hms_infer manifest CKPT... -o {source}")
+    return text
+
+
 def random_model(arch: str | dict | ArchConfig, seed: int,
                  inputs: tuple[torch.Tensor, torch.Tensor] | None = None) -> HMSModel:
     """A random-initialised model (`torch.manual_seed(seed)`) whose logits spread like a trained model's (random
@@ -73,7 +101,11 @@ def load_members(manifest: Manifest, weights_dir: Path, devices: Sequence[torch.
                  random_missing: bool = False) -> list[LoadedMember]:
     """Every member of `manifest`, its checkpoint loaded strictly (relative to `weights_dir`), on its device
     (FLOP-balanced over several). `random_missing`: a member without its checkpoint file gets random weights with
-    spread logits (seeded by its position) instead of an error."""
+    spread logits (seeded by its position) instead of an error (without it, missing files are an error before any
+    model is built: `missing_checkpoints`)."""
+    problem = "" if random_missing else missing_checkpoints(manifest, weights_dir)
+    if problem:
+        raise HMSInputError(problem)
     placed = place_members([resolve_arch(m.arch) for m in manifest.members], devices)
     members = []
     for i, (m, device) in enumerate(zip(manifest.members, placed)):

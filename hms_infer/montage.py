@@ -7,13 +7,14 @@ model); `bipolar_views` forms every view's on the device, from one copy of the e
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Sequence
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Sequence
 
 from .constants import ELECTRODES
 from .errors import HMSInputError
+
+if TYPE_CHECKING:  # the command line reads VIEWS and parse_views without torch (only `bipolar_views` needs it)
+    import numpy as np
+    import torch
 
 # The 24 bipolar signals `first - second`, in model channel order: three chains of 8.
 BIPOLAR_PAIRS: tuple[tuple[str, str], ...] = (
@@ -109,6 +110,7 @@ _INDEX: dict[tuple[torch.device, tuple[str, ...]], torch.Tensor] = {}
 def bipolar_views(electrodes: torch.Tensor, views: Sequence[str]) -> torch.Tensor:
     """(B, 19, T) electrodes -> (B, V, 24, T) node differences of each brain-flip view (the same numbers as
     `bipolar`)."""
+    import torch
     key = (electrodes.device, tuple(views))
     if key not in _INDEX:  # once per device: no host-to-device copy (and stream sync) per batch
         _INDEX[key] = torch.tensor([montage_index(v) for v in views], device=electrodes.device)  # (V, 2, 24)

@@ -25,6 +25,7 @@ from scipy.special import softmax
 from .blending import blend_probs
 from .constants import SUBMISSION_ORDER, VOTE_COLUMNS
 from .data import read_csv
+from .messages import row_number, shown, table_row
 from .errors import HMSInputError
 from .metric import EPSILON
 from .training import integer_column, read_groups, shared_rows, unique_label_ids
@@ -106,14 +107,16 @@ def checked_probabilities(frame: pd.DataFrame, path: str | Path) -> np.ndarray:
                       (~(off <= SUM_LIMIT), f"probabilities must sum to 1 (within {SUM_LIMIT})")):
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise HMSInputError(f"{path} row {i} (label_id {frame['label_id'].iloc[i]}): {what}, got "
-                                f"{frame[list(VOTE_COLUMNS)].iloc[i].tolist()} (sum {float(total[i])!r})")
+            where = table_row(path, row_number(frame, i), f"label_id {shown(frame['label_id'].iloc[i])}")
+            raise HMSInputError(f"{where}: {what}, got {frame[list(VOTE_COLUMNS)].iloc[i].tolist()} (sum "
+                                f"{float(total[i])!r})")
     fix = off > SUM_TOLERANCE
     if fix.any():
         worst = int(np.argmax(off))
-        log.warning("%s: %d of %d rows do not sum to 1 within %g (the worst, row %d, label_id %s, by %.3g); they "
-                    "are renormalised per row", path, int(fix.sum()), len(p), SUM_TOLERANCE, worst,
-                    frame["label_id"].iloc[worst], off[worst])
+        log.warning("%s: %d of %d rows do not sum to 1 within %g (the worst: row %d (line %d, label_id %s), by "
+                    "%.3g); they are renormalised per row", path, int(fix.sum()), len(p), SUM_TOLERANCE,
+                    row_number(frame, worst), row_number(frame, worst) + 2, shown(frame["label_id"].iloc[worst]),
+                    off[worst])
         p[fix] /= total[fix, None]
     return p
 

@@ -42,7 +42,7 @@ from .data import (
 )
 from .errors import HMSInputError, UnusableInput
 from .loader import resolve_workers, worker_died
-from .metric import kl_divergence, solution_probabilities
+from .metric import kl_divergence, no_votes, vote_probabilities
 from .preprocess import eeg_electrodes, spectrogram_image
 from .runtime import RunStats
 
@@ -57,7 +57,7 @@ SKIPPED, DEGRADED, SHORT = "skipped", "degraded", "short"  # a recording's flags
 @dataclass(frozen=True)
 class Label:
     """One label row of a recording: its table position, offsets and (6,) normalised votes in submission order
-    (None when the table has no votes)."""
+    (None when the table has no votes, or this row has none)."""
 
     row: int
     label_id: int
@@ -178,7 +178,8 @@ def eeg_quality(raw: np.ndarray) -> tuple[float, int]:
 def plan_recordings(comp: Competition, eeg_ids: Sequence[int] | None = None) -> list[Recording]:
     """The recordings of `eeg_ids` (in that order, without repeats; None: every eeg_id of the table, ascending).
     An unknown eeg_id, or two rows of one eeg_id that disagree on the spectrogram_id or (train) on the shift, are an
-    `HMSInputError` naming them."""
+    `HMSInputError` naming them. A label row without votes (all six zero) keeps its window, with `votes` None (no
+    KL); one warning names the first such row of these recordings and counts them."""
     table = comp.table.reset_index(drop=True)
     name = str(comp.root / comp.table_name)
     positions: dict[int, list[int]] = {}
@@ -192,8 +193,13 @@ def plan_recordings(comp: Competition, eeg_ids: Sequence[int] | None = None) -> 
     if train and comp.rows[0].eeg_offset_s is None:
         raise HMSInputError(f"{name}: no eeg_label_offset_seconds and spectrogram_label_offset_seconds columns: the "
                             f"train split's windows need them (the shift of each recording's spectrogram)")
-    votes = (solution_probabilities(table[["eeg_id", *VOTE_COLUMNS]])
-             if train and all(c in table.columns for c in VOTE_COLUMNS) else None)
+    votes, unvoted = vote_probabilities(table, name) if train and all(c in table.columns for c in VOTE_COLUMNS) \
+        else (None, None)
+    if unvoted is not None:
+        mine = [i for e in wanted for i in positions[e]]
+        if unvoted[mine].any():
+            log.warning(f"{no_votes(name, table.iloc[mine], unvoted[mine])}: its window is predicted, without "
+                        f"votes or KL in the summaries")
     out = []
     for e in wanted:
         rows = [comp.rows[i] for i in positions[e]]
@@ -208,7 +214,7 @@ def plan_recordings(comp: Competition, eeg_ids: Sequence[int] | None = None) -> 
                 raise HMSInputError(f"{name}: eeg_id {e}: rows {first.index} and {r.index} disagree ({what}); "
                                     f"a recording's windows need one spectrogram and one shift")
         labels = tuple(Label(r.index, r.key, r.eeg_offset_s, r.spectrogram_offset_s,
-                             None if votes is None else tuple(votes[i].tolist()))
+                             None if votes is None or unvoted[i] else tuple(votes[i].tolist()))
                        for r, i in zip(rows, positions[e])) if train else ()
         own = (None, None) if train else (first.eeg_offset_s, first.spectrogram_offset_s)
         out.append(Recording(e, first.spectrogram_id, shift, labels, *own))
@@ -456,3 +462,14 @@ def recording_timeline(ens: Ensemble, comp: Competition, eeg_id: int, stride: fl
     if SKIPPED in result.summary["status"]:
         raise HMSInputError(f"eeg_id {eeg_id}: no usable EEG: {result.summary['notes'][0]}")
     return result
+
+
+def timeline_frame(ensemble: Ensemble, competition: Competition, eeg_id: int, stride: float = TIMELINE_STRIDE_S,
+                   members: bool = False, batch_size: int | str = "auto", num_workers: int | str = 0,
+                   progress: bool = False) -> pd.DataFrame:
+    """The ensemble's prediction along recording `eeg_id`: one row per 50-s window of its EEG every `stride`
+    seconds (train split: plus its labelled offsets; test split: the row's own window), with `eeg_id`, `offset_s`,
+    the six probabilities (the submission's columns), with `members` each member's (`<member>/<column>`), and the
+    window's input quality (`eeg_nan_share`, `flat_channels`, `spect_padded_frames`). Each file is read once."""
+    return recording_timeline(ensemble, competition, eeg_id, stride, members, batch_size, num_workers,
+                              progress).frame

@@ -13,6 +13,7 @@ import pandas as pd
 
 from .constants import CLASSES, VOTE_COLUMNS
 from .data import read_csv, read_table
+from .messages import row_number, shown, table_row
 from .errors import HMSInputError
 
 TABLE_COLUMNS = ("eeg_id", "eeg_sub_id", "eeg_label_offset_seconds", "spectrogram_id",
@@ -27,7 +28,8 @@ def integer_column(df: pd.DataFrame, col: str, path: str | Path) -> pd.Series:
     bad = (num.isna() | (num % 1 != 0)).to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise HMSInputError(f"{path} row {i}: {col} {df[col].iloc[i]!r} is not an integer")
+        raise HMSInputError(f"{table_row(path, row_number(df, i))}: {col} {shown(df[col].iloc[i])} is not an "
+                            f"integer")
     return num.astype(np.int64)
 
 
@@ -36,7 +38,8 @@ def unique_label_ids(df: pd.DataFrame, path: str | Path, why: str) -> None:
     twice = df["label_id"].duplicated().to_numpy()
     if twice.any():
         i = int(np.flatnonzero(twice)[0])
-        raise HMSInputError(f"{path} row {i}: label_id {df['label_id'].iloc[i]} appears more than once ({why})")
+        raise HMSInputError(f"{table_row(path, row_number(df, i))}: label_id {shown(df['label_id'].iloc[i])} "
+                            f"appears more than once ({why})")
 
 
 def read_train_table(path: str | Path) -> pd.DataFrame:
@@ -144,8 +147,8 @@ def read_oof(path: str | Path) -> OOF:
     bad = (ids.isna() | (ids % 1 != 0)).to_numpy() | ~np.isfinite(values).all(axis=1) | df["label_id"].duplicated()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise HMSInputError(f"{path} row {i}: label_id {df['label_id'].iloc[i]!r} is not a unique integer id "
-                            f"with 6 finite logits: {values[i].tolist()}")
+        raise HMSInputError(f"{table_row(path, row_number(df, i))}: label_id {shown(df['label_id'].iloc[i])} is "
+                            f"not a unique integer id with 6 finite logits: {values[i].tolist()}")
     return dict(zip(ids.astype(np.int64).tolist(), values))
 
 

@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from hms_infer.cli import main
-from hms_infer.constants import SUBMISSION_HEADER
+from hms_infer.constants import CLASSES, SUBMISSION_HEADER
 from hms_infer.synthetic import write_competition
 
 from .conftest import TINY_ARCH, save_tiny_checkpoint
@@ -162,7 +162,7 @@ CASES: list[tuple[str, Callable[[Ctx], object], str, str]] = [
     ("test.csv without eeg_id", lambda c: _table(c, lambda t: t.drop(columns=["eeg_id"])), "error",
      "missing column(s) ['eeg_id']"),
     ("test.csv non-integer id", lambda c: _table(c, lambda t: t.assign(eeg_id=t.eeg_id.astype(str) + "x")),
-     "error", "row 0: eeg_id"),
+     "error", "row 0 (line 2): eeg_id '"),
     ("test.csv id beyond int64", lambda c: (c.root / "test.csv").write_text(
         "spectrogram_id,eeg_id,patient_id\n1,99999999999999999999,1\n"), "error", "below 2**63"),
     ("test.csv negative id", lambda c: _table(c, lambda t: t.assign(eeg_id=-t.eeg_id)), "error",
@@ -210,8 +210,8 @@ CASES: list[tuple[str, Callable[[Ctx], object], str, str]] = [
      "fp16 runs on GPUs only"),
     ("--shard out of range", lambda c: c.args.extend(["--shard", "2/2"]), "error", "--shard must be i/n"),
     # nothing usable at all, and --strict
-    ("every row unusable", lambda c: (shutil.rmtree(c.root / "test_eegs"), shutil.rmtree(c.root / "test_spectrograms")),
-     "error", "no row of test.csv could be predicted"),
+    ("every row unusable", lambda c: [p.unlink() for p in c.root.glob("test_*/*.parquet")], "error",
+     "no row of test.csv could be predicted"),
     ("--strict and a missing eeg", lambda c: (c.eeg.unlink(), c.args.append("--strict")), "error",
      "file not found (needed by test.csv row 0"),
 ]
@@ -358,3 +358,77 @@ def test_rows_without_finite_probabilities_fall_back(base, tmp_path, monkeypatch
     np.testing.assert_allclose(probs[1], probs[[0, 2]].mean(0), rtol=0, atol=1e-9)
     assert main([*ctx.args, "--strict"]) == 2
     assert "the models gave no finite probabilities" in capsys.readouterr().err
+
+
+def _models_must_not_load(monkeypatch) -> list:
+    """Every model load (`members.load_members`, which `Ensemble.from_manifest` calls) is recorded and refused."""
+    from hms_infer import ensemble
+    loads = []
+
+    def refuse(*args, **kwargs):
+        loads.append(args)
+        raise AssertionError("a model was loaded")
+    monkeypatch.setattr(ensemble, "load_members", refuse)
+    return loads
+
+
+@pytest.mark.parametrize("folder", ["test_eegs", "test_spectrograms"])
+def test_a_missing_data_folder_stops_before_any_model_loads(base, tmp_path, monkeypatch, capsys, folder):
+    """A --test-dir without test_eegs/ (or test_spectrograms/): a wrong path, not 3 degraded rows. Exit 2 with one
+    line naming the folder and listing what the test dir holds; no model loaded; the previous submission untouched
+    (bytes and mtime), no issues JSON."""
+    ctx = _context(base, tmp_path)
+    shutil.rmtree(ctx.root / folder)
+    (ctx.root / "notes.txt").write_text("x")
+    stat = ctx.out.stat()
+    loads = _models_must_not_load(monkeypatch)
+    assert main(ctx.args) == 2
+    err = capsys.readouterr().err
+    found = ", ".join(sorted({"notes.txt", "test.csv", "test_eegs/", "test_spectrograms/", "train.csv", "train_eegs/",
+                              "train_spectrograms/"} - {f"{folder}/"}))
+    assert err == (f"hms_infer: error: {ctx.root}: no {folder}/ folder (found: {found}); the competition folder "
+                   f"holds test.csv, test_eegs/ and test_spectrograms/\n")
+    assert loads == []
+    assert ctx.out.read_bytes() == b"previous\n" and ctx.out.stat().st_mtime_ns == stat.st_mtime_ns
+    assert not ctx.out.with_suffix(".issues.json").exists()
+    # a folder that exists with a row's file missing keeps the per-row policy (the corpus: "eeg file missing")
+
+
+def test_a_missing_data_folder_is_the_same_error_for_every_command(base, tmp_path, monkeypatch, capsys):
+    """report, timeline, inputs and parity on a --data-dir without its split's eegs folder: exit 2 before any model
+    loads (or any file is written), the message naming the folder; an empty folder lists nothing."""
+    ctx = _context(base, tmp_path)
+    write_competition(ctx.root, n_test=3, n_train_eegs=1, seed=5)  # a training table too
+    shutil.rmtree(ctx.root / "train_eegs")
+    shutil.rmtree(ctx.root / "test_spectrograms")
+    loads = _models_must_not_load(monkeypatch)
+    table = tmp_path / "folds.csv"
+    pd.read_csv(ctx.root / "train.csv").assign(fold=0).to_csv(table, index=False)
+    oof = tmp_path / "oof.csv"
+    pd.DataFrame({"label_id": pd.read_csv(table).label_id, **{f"logit_{c}": 0.0 for c in CLASSES}}).to_csv(oof,
+                                                                                                        index=False)
+    common = ["--manifest", str(ctx.manifest), "--device", "cpu", "--num-workers", "0"]
+    runs = {
+        "test_spectrograms": [
+            ["report", "--data-dir", str(ctx.root), "--out", str(tmp_path / "r"), *common],
+            ["timeline", "--data-dir", str(ctx.root), "--split", "test", "--all", "--out", str(tmp_path / "t"),
+             *common],
+            ["inputs", "--data-dir", str(ctx.root), "--out", str(tmp_path / "i.npz")]],
+        "train_eegs": [
+            ["timeline", "--data-dir", str(ctx.root), "--all", "--out", str(tmp_path / "t"), *common],
+            ["inputs", "--data-dir", str(ctx.root), "--split", "train", "--out", str(tmp_path / "i.npz")],
+            ["parity", "--data-dir", str(ctx.root), "--table", str(table), "--oof", str(oof), *common]],
+    }
+    for folder, commands in runs.items():
+        for argv in commands:
+            assert main(argv) == 2, argv
+            err = capsys.readouterr().err
+            assert err.startswith(f"hms_infer: error: {ctx.root}: no {folder}/ folder (found: ") \
+                and err.count("\n") == 1, (argv, err)
+    assert loads == [] and sorted(p.name for p in tmp_path.iterdir()) == ["data", "folds.csv", "oof.csv", "out",
+                                                                         "weights"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["inputs", "--data-dir", str(empty), "--out", str(tmp_path / "i.npz")]) == 2
+    assert capsys.readouterr().err == (f"hms_infer: error: {empty}: no test_eegs/ folder (found: nothing); the "
+                                       f"competition folder holds test.csv, test_eegs/ and test_spectrograms/\n")

@@ -1,6 +1,8 @@
 """Checkpoint reading, strict loading, preset detection, sha256 and the manifest (SPEC §3-4)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import yaml
@@ -89,7 +91,8 @@ def test_manifest_command_round_trip(preset_state_dicts, tmp_path):
     assert main(["manifest", *paths, "-o", str(out)]) == 0
     m = load_manifest(out)
     assert [(x.arch, x.fold, x.checkpoint) for x in m.members] == [
-        ("cfg_1", 0, "hgnetv2_b4.ssld_stage2_ft_in1k_0_42.pt"), ("cfg_5", 1, "tf_efficientnetv2_s.in21k_ft_in1k_1_42.pt")]
+        ("cfg_1", 0, "hgnetv2_b4.ssld_stage2_ft_in1k_0_42.pt"),
+        ("cfg_5", 1, "tf_efficientnetv2_s.in21k_ft_in1k_1_42.pt")]
     assert all(len(x.sha256) == 64 for x in m.members) and m.views == ("none", "lr", "fb", "lrfb")
     save_manifest(m, tmp_path / "again.yaml")
     assert load_manifest(tmp_path / "again.yaml") == m
@@ -118,3 +121,47 @@ def test_manifest_validation_names_the_problem(tmp_path, change, message):
     change(d)
     with pytest.raises(HMSInputError, match=message):
         manifest_from_dict(d, "m.yaml")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+PLACEHOLDER = ("; SEED in its name is a placeholder: replace it in {m} with the seed of your training run (the "
+               "training code saves <backbone>_<fold>_<seed>.pt), or write the manifest from your checkpoints: "
+               "python -m hms_infer manifest CKPT... -o {m}")
+
+
+def test_the_repository_manifest_names_itself_its_folder_and_the_seed_placeholder(synthetic_dir, tmp_path,
+                                                                                   monkeypatch, capsys):
+    """A new user's first run in a fresh clone (0.4.0: `cfg_1/..._SEED.pt: checkpoint not found`, nothing more); then
+    the same manifest against a --weights-dir and against one that does not exist."""
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "submission.csv"
+    first = "cfg_1/hgnetv2_b4.ssld_stage2_ft_in1k_0_SEED.pt"
+    assert main(["--test-dir", str(synthetic_dir), "--out", str(out), "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == (
+        f"hms_infer: error: {first}: checkpoint not found: member cfg1 of weights_manifest.yaml, 8 of its 8 "
+        f"checkpoints missing in {ROOT} (the manifest's folder; --weights-dir names another)"
+        f"{PLACEHOLDER.format(m='weights_manifest.yaml')}\n")
+    manifest = ROOT / "weights_manifest.yaml"
+    for weights, why in ((tmp_path, "--weights-dir"), (tmp_path / "no", "--weights-dir, a folder that does not exist")):
+        assert main(["--test-dir", str(synthetic_dir), "--out", str(out), "--device", "cpu", "--weights-dir",
+                     str(weights), "--manifest", str(manifest)]) == 2
+        assert capsys.readouterr().err == (
+            f"hms_infer: error: {weights / first}: checkpoint not found: member cfg1 of {manifest}, 8 of its 8 "
+            f"checkpoints missing in {weights} ({why}){PLACEHOLDER.format(m=manifest)}\n")
+    assert not out.exists()
+
+
+def test_a_missing_checkpoint_without_the_placeholder_is_named_with_its_manifest(tiny_weights, tmp_path):
+    d = tiny_manifest(tiny_weights)
+    d["members"][1]["checkpoint"] = "nope_1_0.pt"
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(d))
+    message = (f"{tiny_weights / 'nope_1_0.pt'}: checkpoint not found: member tiny1 of {path}, 1 of its 2 checkpoints "
+               f"missing in {tiny_weights} (--weights-dir)")
+    with pytest.raises(HMSInputError) as e:
+        Ensemble.from_manifest(path, tiny_weights, device="cpu")
+    assert str(e.value) == message
+    with pytest.raises(HMSInputError) as e:  # built in code: no file to name
+        Ensemble.from_manifest(manifest_from_dict(d), tiny_weights, device="cpu")
+    assert str(e.value) == message.replace(f"of {path}, 1 of its", "of the manifest, 1 of its").replace(
+        "(--weights-dir)", "(the weights_dir given)")

@@ -2,6 +2,7 @@
 version, and options passed on to the tasks as one RunOptions."""
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -53,6 +54,68 @@ def test_version_names_the_release_and_the_commit_of_a_checkout():
     assert done.returncode == 0 and done.stdout.strip() == version()
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     assert done.stdout.startswith(f"hms_infer {hms_infer.__version__} (git {head}")
+
+
+IMPORTS = """
+import json, runpy, sys, time
+sys.argv = ["hms_infer", *json.loads(sys.argv[1])]
+t = time.perf_counter()
+try:
+    runpy.run_module("hms_infer", run_name="__main__")
+except SystemExit as e:
+    code = e.code
+sys.stdout = sys.__stdout__
+print(json.dumps({"code": code, "torch": "torch" in sys.modules, "timm": "timm" in sys.modules,
+                  "numpy": "numpy" in sys.modules, "seconds": time.perf_counter() - t}))
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["predict", "--help"], ["report", "--help"]])
+def test_help_and_version_import_neither_torch_nor_timm(argv):
+    """0.4.0 imported torch and timm first: ~10 s on an idle 2-core machine, ~45 s under load; now ~0.2 s."""
+    done = subprocess.run([sys.executable, "-c", IMPORTS, json.dumps(argv)], capture_output=True, text=True,
+                          timeout=120)
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["code"] == 0, done.stderr
+    assert done.stdout.startswith(f"hms_infer {hms_infer.__version__}" if argv == ["--version"] else
+                                  f"usage: python -m hms_infer{' ' + argv[0] if len(argv) > 1 else ''} ")
+    assert not seen["torch"] and not seen["timm"] and not seen["numpy"], seen
+
+
+def test_the_package_names_are_lazy_and_complete():
+    """`import hms_infer` imports no model code; each public name is there on first use, in `__all__` and dir()."""
+    code = ("import sys, hms_infer; before = 'torch' in sys.modules; ens = hms_infer.Ensemble; "
+            "from hms_infer.ensemble import Ensemble; from hms_infer.tasks.predict import predict; "
+            "ok = ens is Ensemble and hms_infer.predict is predict and set(hms_infer.__all__) <= set(dir(hms_infer)); "
+            "print(before, ok, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.stdout.split() == ["False", "True", "True"], done.stderr
+    assert {name: getattr(hms_infer, name) for name in hms_infer.__all__}  # every name resolves
+    assert set(hms_infer._EXPORTS) == set(hms_infer.__all__)  # the lazy table and the written-out list agree
+    assert hms_infer.__all__ == ["CLASSES", "SUBMISSION_HEADER", "VIEWS", "Competition", "Ensemble", "blend",
+                                 "predict", "evaluate", "HMSInputError", "Manifest", "Member", "load_manifest",
+                                 "PRESETS", "ArchConfig", "HMSModel", "create_model", "RunOptions"]
+    with pytest.raises(AttributeError, match="module 'hms_infer' has no attribute 'nope'"):
+        hms_infer.nope
+
+
+@pytest.mark.parametrize("word, hint", [("frobnicate", ""), ("pedict", "; did you mean 'predict'?")])
+def test_an_unknown_command_is_named_and_the_commands_listed(word, hint, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([word, "--test-dir", "x"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert err == (f"usage: python -m hms_infer [COMMAND] [options]\npython -m hms_infer: error: {word!r} is not a "
+                   f"command{hint} (choose from {', '.join(COMMANDS)}; python -m hms_infer --help describes them)\n")
+
+
+def test_the_main_command_needs_no_command_name(capsys):
+    """Options first: the main command (its own errors, not the unknown-command one); `predict` names it too."""
+    for argv in (["--out", "s.csv"], ["predict", "--out", "s.csv"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.endswith("error: the following arguments are required: --test-dir\n"), err
 
 
 def test_predict_is_also_a_named_command(synthetic_dir, tiny_manifest_path, tmp_path):

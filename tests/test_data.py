@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from hms_infer.cli import main
-from hms_infer.constants import ELECTRODES, SPECT_REGIONS
+from hms_infer.constants import CLASSES, ELECTRODES, SPECT_REGIONS
 from hms_infer.data import Competition
 from hms_infer.errors import HMSInputError
 from hms_infer.synthetic import make_eeg, make_spectrogram
@@ -141,13 +141,22 @@ def _corrupt(root: Path, case: str) -> str:
         table["eeg_id"] = table["eeg_id"].astype(object)
         table.loc[3, "eeg_id"] = "abc"
         table.to_csv(root / "test.csv", index=False)
-        return "test.csv row 3: eeg_id 'abc' is not a non-negative integer id"
+        return "test.csv row 3 (line 5): eeg_id 'abc' is not a non-negative integer id"
+    if case == "fractional id":
+        table["spectrogram_id"] = table["spectrogram_id"].astype(np.float64)
+        table.loc[1, "spectrogram_id"] = 7000039.5
+        table.to_csv(root / "test.csv", index=False)
+        return "test.csv row 1 (line 3): spectrogram_id 7000039.5 is not a non-negative integer id"  # not np.float64
+    if case == "empty offset":
+        table.assign(eeg_label_offset_seconds=[0.0, float("nan"), *[0.0] * (len(table) - 2)],
+                     spectrogram_label_offset_seconds=0.0).to_csv(root / "test.csv", index=False)
+        return "test.csv row 1 (line 3): eeg_label_offset_seconds nan is not a non-negative number"
     raise AssertionError(case)
 
 
 BAD_CASES = ["missing eeg file", "missing spectrogram file", "missing column", "misnamed column",
-             "misnamed spectrogram columns", "spectrogram without times", "non-numeric data", "corrupt parquet", "empty parquet", "empty table",
-             "missing table column", "non-integer id"]
+             "misnamed spectrogram columns", "spectrogram without times", "non-numeric data", "corrupt parquet",
+             "empty parquet", "empty table", "missing table column", "non-integer id", "fractional id", "empty offset"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -174,3 +183,32 @@ def test_odd_but_valid_data_is_not_an_error(tmp_path):
     comp = Competition(_folder(tmp_path, eeg, spect), "test")
     _, e, s = comp[0]
     assert e.shape == (10000, 19) and s.shape == (300, 4, 100)
+
+
+def test_training_table_errors_show_plain_values_and_the_file_line(tmp_path):
+    """The training tables' readers name the file, the 0-based row and its line, and show the bad value as the
+    file holds it (`1.5`, `'x'`, `7`), never numpy's repr (`np.float64(1.5)`)."""
+    from hms_infer.training import TABLE_COLUMNS, read_label_table, read_oof, read_train_table
+    rows = pd.DataFrame({c: [0, 0, 0] for c in TABLE_COLUMNS}).assign(label_id=[7, 8, 7], eeg_sub_id=[0, 1, 2])
+    path = tmp_path / "folds.csv"
+    rows.assign(fold=[0.0, 1.5, 1.0]).to_csv(path, index=False)
+    with pytest.raises(HMSInputError) as e:
+        read_train_table(path)
+    assert str(e.value) == f"{path} row 1 (line 3): fold 1.5 is not an integer"
+    rows.to_csv(path, index=False)
+    with pytest.raises(HMSInputError) as e:
+        read_label_table(path)
+    assert str(e.value) == (f"{path} row 2 (line 4): label_id 7 appears more than once (the pseudo labels are keyed "
+                            f"by label_id)")
+    oof = tmp_path / "oof.csv"
+    logits = {f"logit_{c}": [0.5, 1.0] for c in CLASSES}
+    pd.DataFrame({"label_id": [7, 8], **logits}).assign(logit_gpd=[0.5, np.nan]).to_csv(oof, index=False)
+    with pytest.raises(HMSInputError) as e:
+        read_oof(oof)
+    assert str(e.value) == (f"{oof} row 1 (line 3): label_id 8 is not a unique integer id with 6 finite logits: "
+                            f"[nan, 1.0, 1.0, 1.0, 1.0, 1.0]")
+    pd.DataFrame({"label_id": ["7", "x"], **logits}).to_csv(oof, index=False)
+    with pytest.raises(HMSInputError) as e:
+        read_oof(oof)
+    assert str(e.value) == (f"{oof} row 1 (line 3): label_id 'x' is not a unique integer id with 6 finite logits: "
+                            f"[1.0, 1.0, 1.0, 1.0, 1.0, 1.0]")

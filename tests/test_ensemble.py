@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 import shutil
 
 import numpy as np
@@ -169,6 +170,23 @@ def test_demo_runs_end_to_end_with_full_size_presets(tmp_path, capsys):
     assert windows.offset_s.tolist() == [0.0, 10.0]
     probs = windows[list(SUBMISSION_HEADER[1:])].to_numpy()
     assert np.abs(probs[0] - probs[1]).max() > 0.02  # the members answer their input: windows 10 s apart differ
+    # every stage: a line as it starts, its seconds as it ends, in order, each output inside its stage; a summary
+    stages = [("data", "synthetic competition folder"), ("members", "random members cfg_1, cfg_5"),
+              ("predict", "predict 1 test rows"), ("report", "report of the 1 test rows"), ("timeline", "timeline of")]
+    ends = re.findall(r"^hms_infer demo \[(\d)/5\] (.+): (\d+\.\d) s \(demo so far (\d+\.\d) s\)$", text, re.M)
+    assert [(int(i), what.startswith(start)) for (i, what, _, _), (_, start) in zip(ends, stages)] == \
+        [(i, True) for i in range(1, 6)] and len(ends) == 5
+    seconds = [float(t) for _, _, t, _ in ends]
+    so_far = [float(t) for _, _, _, t in ends]
+    assert all(t > 0 for t in seconds) and so_far == sorted(so_far) and so_far[-1] >= sum(seconds) - 0.3
+    positions = [text.index(f"hms_infer demo [{i + 1}/5] {what} ...\n") for i, (_, what, _, _) in enumerate(ends)]
+    assert positions == sorted(positions)
+    for inside, stage in (("cfg_5: random weights, head_all drawn to spread", 1), ("hms_infer: 1 rows (", 2),
+                          (f"open {index}", 3)):
+        assert positions[stage] < text.index(inside) < (positions + [len(text)])[stage + 1], inside
+    done = re.search(r"^hms_infer demo: done in (\d+\.\d) s \((.+)\)$", text, re.M)
+    assert done.group(2) == ", ".join(f"{name} {t:.1f} s" for (name, _), t in zip(stages, seconds))
+    assert float(done.group(1)) >= so_far[-1]
 
 
 @pytest.mark.slow

@@ -417,9 +417,9 @@ def test_bad_input_is_a_one_line_error(tmp_path, capsys):
     err = run("--submission", f"s={unknown}")
     assert str(unknown) in err and "label_id 999" in err and "not rows of" in err
     off = write_submission(tmp_path / "off.csv", 300 + np.arange(8), np.array(PROBS) * 0.8)
-    assert f"{off} row 0 (label_id 300): probabilities must sum to 1" in run("--submission", f"s={off}")
+    assert f"{off} row 0 (line 2, label_id 300): probabilities must sum to 1" in run("--submission", f"s={off}")
     negative = write_submission(tmp_path / "neg.csv", [300, 301], [PROBS[0], [-0.1, 0.6, 0.1, 0.1, 0.2, 0.1]])
-    assert f"{negative} row 1 (label_id 301): probabilities must be finite numbers in [0, 1]" in \
+    assert f"{negative} row 1 (line 3, label_id 301): probabilities must be finite numbers in [0, 1]" in \
         run("--submission", f"s={negative}")
     twice = write_submission(tmp_path / "twice.csv", [300, 300], PROBS[:2])
     assert "label_id 300 appears more than once" in run("--submission", f"s={twice}")
@@ -427,6 +427,10 @@ def test_bad_input_is_a_one_line_error(tmp_path, capsys):
         tmp_path / "novotes.csv", other_vote=None))
     fractions = small_table(tmp_path / "fractions.csv", seizure_vote=[0.5] * 8)
     assert "needs vote counts" in run("--submission", f"s={sub}", table_path=fractions)
+    unvoted = small_table(tmp_path / "unvoted.csv", **{c: [*[1] * 5, 0, 1, 1] for c in VOTE_COLUMNS})
+    assert run("--submission", f"s={sub}", table_path=unvoted) == (
+        f"hms_infer: error: {unvoted} row 5 (line 7, label_id 305): no votes (all six vote columns are zero); "
+        f"evaluate judges every row against its votes")
     no_patient = small_table(tmp_path / "nopatient.csv", patient_id=None)
     assert "no patient_id column" in run("--submission", f"s={sub}", "--groups", "patient_id", table_path=no_patient)
     assert "needs --seed" in run("--preds", f"p={tmp_path}")

@@ -337,6 +337,13 @@ def test_clear_errors(fitted_case, capsys, tmp_path):
     assert "no 'fold' column" in _error([str(tmp_path / "nofold.csv") if x == base[2] else x for x in base], capsys)
     table.assign(fold=3).to_csv(tmp_path / "onefold.csv", index=False)
     assert "at least 2 folds" in _error([str(tmp_path / "onefold.csv") if x == base[2] else x for x in base], capsys)
+    # a row without votes: fit-weights fits against the votes, so an error naming the file, the row and its ids
+    unvoted = table.copy()
+    unvoted.loc[5, [f"{c}_vote" for c in CLASSES]] = 0
+    unvoted.to_csv(tmp_path / "unvoted.csv", index=False)
+    assert _error([str(tmp_path / "unvoted.csv") if x == base[2] else x for x in base], capsys) == (
+        f"hms_infer: error: Target values must sum to one: {tmp_path / 'unvoted.csv'} row 5 (line 7, label_id "
+        f"{table.label_id[5]}, eeg_id {table.eeg_id[5]}) has no votes (all six vote columns are zero)")
     # a bad temperature in the manifest
     d = yaml.safe_load(fitted_case["manifest"].read_text())
     d["members"][1]["temperature"] = -2

@@ -12,7 +12,7 @@ import torch
 from hms_infer.cli import main
 from hms_infer.constants import VOTE_COLUMNS
 from hms_infer.errors import HMSInputError
-from hms_infer.metric import kl_divergence, score
+from hms_infer.metric import kl_divergence, score, solution_probabilities, vote_probabilities
 
 # VOTE_COLUMNS order: seizure, lpd, gpd, lrda, grda, other
 SOLUTION = [[1, 0, 0, 0, 0, 1], [0, 0, 3, 1, 0, 0]]  # vote counts
@@ -80,20 +80,55 @@ def test_sum_tolerance_is_kaggles():
     assert score(frame(SOLUTION), frame(ok)) == pytest.approx(EXPECTED, rel=1e-5)
 
 
+def _message(call) -> str:
+    with pytest.raises(HMSInputError) as e:
+        call()
+    return str(e.value)
+
+
 def test_refuses_bad_solution():
-    with pytest.raises(HMSInputError, match="Target values must sum to one.*solution row 1"):
-        score(frame([[1, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0]]), frame(SUBMISSION))
-    with pytest.raises(HMSInputError, match="at least zero.*solution row 0"):
-        score(frame([[1, -1, 0, 0, 0, 1], [0, 0, 3, 1, 0, 0]]), frame(SUBMISSION))
+    assert _message(lambda: score(frame([[1, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0]]), frame(SUBMISSION))) == (
+        "Target values must sum to one: solution row 1 (line 3, eeg_id 101) has no votes (all six vote columns are "
+        "zero)")
+    assert _message(lambda: score(frame([[1, -1, 0, 0, 0, 1], [0, 0, 3, 1, 0, 0]]), frame(SUBMISSION))) == (
+        "Target values must be at least zero: solution row 0 (line 2, eeg_id 100) has [1.0, -1.0, 0.0, 0.0, 0.0, 1.0]")
+    # a vote table's rows keep their table row numbers (a subset) and name their label_id
+    table = frame([[1, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0]]).assign(label_id=[7, 8]).set_axis([4, 9])
+    assert _message(lambda: solution_probabilities(table, "folds.csv")) == (
+        "Target values must sum to one: folds.csv row 9 (line 11, label_id 8, eeg_id 101) has no votes (all six "
+        "vote columns are zero)")
+    targets, empty = vote_probabilities(table, "folds.csv")
+    assert empty.tolist() == [False, True] and targets[0].tolist() == [0.5, 0, 0, 0, 0, 0.5]
+    assert np.isnan(targets[1]).all()
 
 
 def test_rows_must_match():
-    with pytest.raises(HMSInputError, match="row 1: eeg_id differs"):
-        score(frame(SOLUTION, [100, 101]), frame(SUBMISSION, [100, 999]))
-    with pytest.raises(HMSInputError, match="2 rows, the submission 1"):
-        score(frame(SOLUTION), frame(SUBMISSION[:1]))
+    assert _message(lambda: score(frame(SOLUTION, [100, 101]), frame(SUBMISSION, [100, 999]))) == (
+        "row 1 (line 3): eeg_id differs (solution 101, submission 999); rows are matched by position")
+    assert _message(lambda: score(frame(SOLUTION), frame(SUBMISSION[:1]))) == (
+        "solution has 2 rows, submission 1: solution row 1 (line 3, eeg_id 101) has no row in submission; the "
+        "submission needs one row per solution row, in its order")
+    assert _message(lambda: score(frame(SOLUTION[:1]), frame(SUBMISSION, [100, 7000039]))) == (
+        "solution has 1 rows, submission 2: submission row 1 (line 3, eeg_id 7000039) has no row in solution; the "
+        "submission needs one row per solution row, in its order")
+    assert _message(lambda: score(frame(SOLUTION, [100, 100]), frame(SUBMISSION[:1]))) == (
+        "solution has 2 rows, submission 1, with the same eeg_ids repeated a different number of times; the "
+        "submission needs one row per solution row, in its order")
     with pytest.raises(HMSInputError, match=r"submission: missing column\(s\) \['other_vote'\]"):
         score(frame(SOLUTION), frame(SUBMISSION).drop(columns="other_vote"))
+
+
+def test_numpy_values_are_shown_plainly():
+    """A cell's value as the file holds it, never numpy's repr (`np.float64(nan)`, `np.int64(7)`)."""
+    nan = frame([[0.5, 0.1, 0.1, 0.1, 0.1, float("nan")], [0.1, 0.1, 0.5, 0.1, 0.1, 0.1]])
+    assert _message(lambda: score(frame(SOLUTION), nan)) == (
+        "All values must be numeric: submission row 0 (line 2, eeg_id 100) has other_vote nan")
+    text = frame([[0.5, 0.1, 0.1, 0.1, 0.1, 0.1], ["abc", 0.1, 0.5, 0.1, 0.1, 0.2]])
+    assert _message(lambda: score(frame(SOLUTION), text)) == (
+        "All values must be numeric: submission row 1 (line 3, eeg_id 101) has seizure_vote 'abc'")
+    off = frame([[0.5, 0.1, 0.1, 0.1, 0.1, 0.1], [0.1, 0.1, 0.5, 0.1, 0.2, 0.001]])
+    assert _message(lambda: score(frame(SOLUTION), off)) == (
+        "Submission rows must sum to one: submission row 1 (line 3, eeg_id 101) sums to 1.001")
 
 
 def write(df: pd.DataFrame, path: Path) -> str:
@@ -114,7 +149,20 @@ def test_cli_refusal_names_row(tmp_path, capsys):
     code = main(["score", "--solution", write(frame(SOLUTION), tmp_path / "sol.csv"),
                  "--submission", write(bad, tmp_path / "sub.csv")])
     assert code == 2
-    assert "submission row 1 (eeg_id 101)" in capsys.readouterr().err
+    assert capsys.readouterr().err == (f"hms_infer: error: Submission rows must sum to one: {tmp_path / 'sub.csv'} "
+                                       f"row 1 (line 3, eeg_id 101) sums to 1.1\n")
+
+
+def test_cli_names_the_files_of_a_missing_row_and_of_a_row_without_votes(tmp_path, capsys):
+    sol, sub = write(frame(SOLUTION), tmp_path / "sol.csv"), write(frame(SUBMISSION[:1]), tmp_path / "sub.csv")
+    assert main(["score", "--solution", sol, "--submission", sub]) == 2
+    assert capsys.readouterr().err == (f"hms_infer: error: {sol} has 2 rows, {sub} 1: {sol} row 1 (line 3, eeg_id "
+                                       f"101) has no row in {sub}; the submission needs one row per solution row, in "
+                                       f"its order\n")
+    sol = write(frame([[1, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0]]), tmp_path / "sol.csv")
+    assert main(["score", "--solution", sol, "--submission", write(frame(SUBMISSION), tmp_path / "sub.csv")]) == 2
+    assert capsys.readouterr().err == (f"hms_infer: error: Target values must sum to one: {sol} row 1 (line 3, "
+                                       f"eeg_id 101) has no votes (all six vote columns are zero)\n")
 
 
 def test_kl_divergence_row_weights_and_the_unchanged_default():
@@ -146,8 +194,10 @@ def test_cli_score_min_votes(tmp_path, capsys):
     assert last.split()[0] == "score" and float(last.split()[1]) == pytest.approx(
         (EXPECTED * 2 + row2) / 3, abs=1e-6)  # the usual line, last as before
     assert main(args + ["--min-votes", "13"]) == 2
-    assert "no solution row has at least 13 votes (the most is 12)" in capsys.readouterr().err
+    assert f"no row of {args[2]} has at least 13 votes (the most is 12)" in capsys.readouterr().err
     fractions = frame([[0.5, 0, 0, 0, 0, 0.5], [0, 0, 0.75, 0.25, 0, 0], [1, 0, 0, 0, 0, 0]])
     assert main(["score", "--solution", write(fractions, tmp_path / "f.csv"), "--submission", args[4],
                  "--min-votes", "1"]) == 2
-    assert "needs vote counts (non-negative whole numbers): solution row 0" in capsys.readouterr().err
+    assert capsys.readouterr().err == (f"hms_infer: error: counting votes needs vote counts (non-negative whole "
+                                       f"numbers): {tmp_path / 'f.csv'} row 0 (line 2, eeg_id 100) has [0.5, 0.0, "
+                                       f"0.0, 0.0, 0.0, 0.5]\n")

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from hms_infer.cli import main
-from hms_infer.constants import CLASSES
+from hms_infer.constants import CLASSES, VOTE_COLUMNS
 from hms_infer.data import Competition
 from hms_infer.errors import HMSInputError
 from hms_infer.models import create_model
@@ -158,6 +158,22 @@ def test_no_row_to_compare_is_an_error(case, capsys):
     assert "no row to compare" in capsys.readouterr().err
     assert main(cli(case, "--preds-dir", str(case["preds"]), "--manifest", str(case["manifest"]))) == 2
     assert "--seed" in capsys.readouterr().err
+
+
+def test_a_validation_row_without_votes_is_an_error_naming_the_file(case, tmp_path, capsys):
+    """Parity judges the recomputed logits against the votes: a compared row without votes stops it before any
+    model loads, naming the table file, the row (0-based and its file line) and its ids."""
+    table = pd.read_csv(case["table"])
+    label_id = next(iter(case["logits"]))
+    i = int(np.flatnonzero(table.label_id == label_id)[0])
+    table.loc[i, list(VOTE_COLUMNS)] = 0
+    table.to_csv(tmp_path / "t.csv", index=False)
+    argv = cli(case, "--preds-dir", str(case["preds"]), "--seed", str(SEED), "--manifest", str(case["manifest"]))
+    argv[argv.index("--table") + 1] = str(tmp_path / "t.csv")
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"hms_infer: error: Target values must sum to one: {tmp_path / 't.csv'} row {i} (line {i + 2}, label_id "
+        f"{label_id}, eeg_id {table.eeg_id[i]}) has no votes (all six vote columns are zero)\n")
 
 
 def test_table_needs_fold(case, tmp_path):

@@ -299,8 +299,10 @@ def test_bad_rows_any_fold_and_strict(case, tmp_path, capsys):
     ("out", "give a .pkl path"),
     ("duplicate", "appears more than once"),
     ("members", "matches none of the members"),
-    ("votes", "Target values must sum to one"),
-    ("data-dir", "no train_eegs/ folder"),
+    ("votes", "Target values must be at least zero: {table} row 2 (line 4, label_id {label_id}, eeg_id {eeg_id}) "
+              "has [-1.0, 0.0, 0.0, 0.0, 0.0, 0.0]"),
+    ("data-dir", "{tmp}: no train_eegs/ folder (found: t.csv); the competition folder holds train.csv, train_eegs/ "
+                 "and train_spectrograms/"),
 ])
 def test_bad_options_and_tables_fail_before_inference(case, tmp_path, capsys, change, message):
     table = case["table"].copy()
@@ -314,8 +316,9 @@ def test_bad_options_and_tables_fail_before_inference(case, tmp_path, capsys, ch
     elif change == "data-dir":
         argv_data = str(tmp_path)
     else:
-        table.loc[2, list(VOTE_COLUMNS)] = 0
+        table.loc[2, list(VOTE_COLUMNS)] = [-1, 0, 0, 0, 0, 0]
     table.to_csv(tmp_path / "t.csv", index=False)
+    message = message.format(table=tmp_path / "t.csv", tmp=tmp_path, label_id=table.label_id[2], eeg_id=table.eeg_id[2])
     argv = args(case, out, None, *extra)
     argv[argv.index("--table") + 1] = str(tmp_path / "t.csv")
     argv[argv.index("--data-dir") + 1] = argv_data
@@ -323,3 +326,30 @@ def test_bad_options_and_tables_fail_before_inference(case, tmp_path, capsys, ch
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not list(tmp_path.glob("oof*.pkl"))
+
+
+def test_a_row_without_votes_is_predicted_and_left_out_of_the_score(case, single, tmp_path, capsys):
+    """The small table (one window per fold) with row 1's six votes zero: both rows predicted as with votes, the
+    score on row 0 alone, and one warning naming the file, the row and its label_id."""
+    small = pd.read_csv(case["root"] / "small.csv")
+    small.loc[1, list(VOTE_COLUMNS)] = 0
+    small.to_csv(tmp_path / "t.csv", index=False)
+    out = tmp_path / "oof.pkl"
+    argv = args(case, out)
+    argv[argv.index("--table") + 1] = str(tmp_path / "t.csv")
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    warning = (f"WARNING hms_infer.tasks.pseudo_labels: {tmp_path / 't.csv'}: 1 of 2 rows without votes (all six vote "
+               f"columns zero), the first row 1 (line 3, label_id {small.label_id[1]}, eeg_id {small.eeg_id[1]}): "
+               f"predicted, and left out of the score against the votes")
+    assert [line for line in captured.err.splitlines() if line.startswith("WARNING")] == [warning]
+    labels, want = load(out), load(single["out"])
+    assert list(labels) == small["label_id"].tolist()
+    for label_id, p in labels.items():
+        np.testing.assert_allclose(p.numpy(), want[label_id].numpy(), atol=1e-6, rtol=0)
+    probs = np.stack([p.numpy() for p in labels.values()])[:, list(SUBMISSION_ORDER)]
+    score = kl_divergence(solution_probabilities(small.iloc[:1]), probs[:1])
+    assert f"score {score:.6f} (the pseudo labels against the table's votes, Kaggle's KL divergence, on the 1 rows " \
+           f"with votes)" in captured.out
+    frame = pd.read_parquet(out.with_suffix(".parquet"))
+    assert frame.label_id.tolist() == small.label_id.tolist() and np.isfinite(frame[list(VOTE_COLUMNS)]).all().all()

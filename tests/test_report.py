@@ -1,8 +1,10 @@
 """The visual report: its numbers read back from the HTML against the submission, the votes and a direct eager
-forward of each member; its figures (size, not blank, the signals and images the model saw); row selection errors."""
+forward of each member; its figures (size, not blank, the signals and images the model saw); the page formats (one
+row or --full: PNG at full resolution; several rows: WebP, each page under its stated size); row selection errors."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 import shutil
@@ -21,20 +23,23 @@ matplotlib = pytest.importorskip("matplotlib")
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.image import imread  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from hms_infer.cli import main  # noqa: E402
 from hms_infer.constants import (  # noqa: E402
-    EEG_SCALE, HEADS, REPORT_DPI, REPORT_FIGSIZE, SUBMISSION_CLASSES, SUBMISSION_ORDER, VOTE_COLUMNS,
+    EEG_SCALE, HEADS, REPORT_COMPACT_DPI, REPORT_DPI, REPORT_FIGSIZE, REPORT_PAGE_MAX_BYTES, REPORT_WEBP_QUALITIES,
+    SUBMISSION_CLASSES, SUBMISSION_ORDER, VOTE_COLUMNS,
 )
 from hms_infer.data import Competition, Row  # noqa: E402
 from hms_infer.ensemble import Ensemble  # noqa: E402
 from hms_infer.preprocess import eeg_electrodes, spectrogram_image  # noqa: E402
 from hms_infer.montage import bipolar  # noqa: E402
 from hms_infer.report import figure  # noqa: E402
-from hms_infer.tasks.report import make_report  # noqa: E402
-from hms_infer.report.analysis import Report, RowReport  # noqa: E402
+from hms_infer.tasks.report import compact_page, make_report  # noqa: E402
+from hms_infer.report import drawing  # noqa: E402
+from hms_infer.report.analysis import Report, RowInputs, RowReport  # noqa: E402
 from hms_infer.report.drawing import nice_step, trace_offsets  # noqa: E402
-from hms_infer.report.pages import index_page  # noqa: E402
+from hms_infer.report.pages import index_page, row_page  # noqa: E402
 from hms_infer.synthetic import write_competition  # noqa: E402
 
 from .conftest import save_tiny_checkpoint  # noqa: E402
@@ -47,6 +52,7 @@ SMALL_ARCH = {
     "wavenet": {"n_blocks": 2, "out_channels": 4, "ds_factor": 20},
 }
 SIZE = (int(REPORT_FIGSIZE[1] * REPORT_DPI), int(REPORT_FIGSIZE[0] * REPORT_DPI))  # PNG (height, width)
+COMPACT_SIZE = (935, 1360)  # WebP of a several-row report (height, width): REPORT_FIGSIZE at REPORT_COMPACT_DPI
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +112,11 @@ def test_html_probabilities_equal_the_submission_and_every_page_is_linked(manife
     synthetic_dir = write_competition(tmp_path / "data", n_test=2, n_train_eegs=0, seed=3)  # predict runs every row
     out = tmp_path / "report"
     args = ["--manifest", str(manifest), "--device", "cpu", "--num-workers", "0", "--tta", "none"]
-    assert main(["report", "--test-dir", str(synthetic_dir), "--rows", "1,0", "--out", str(out), *args]) == 0
+    assert main(["report", "--test-dir", str(synthetic_dir), "--rows", "1,0", "--full", "--out", str(out), *args]) == 0
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert re.match(r"hms_infer report: 2 rows in [\d.]+ s \([\d.]+ rows/s; forward [\d.]+ s, figures [\d.]+ s; "
-                    r"models loaded in [\d.]+ s\), 2 members x 1 views on cpu fp32 -> .*index\.html$", summary)
+                    r"models loaded in [\d.]+ s\), 2 members x 1 views on cpu fp32; pages PNG at 100 dpi, the largest "
+                    r"\d+ kB -> .*index\.html$", summary)
     assert main(["--test-dir", str(synthetic_dir), "--out", str(tmp_path / "sub.csv"), *args]) == 0
     sub = pd.read_csv(tmp_path / "sub.csv")
 
@@ -138,6 +145,91 @@ def test_html_probabilities_equal_the_submission_and_every_page_is_linked(manife
         assert image[..., :3].std() > 0.1  # not blank: traces, images and bars
     assert sorted(p.name for p in out.glob("*.png")) == ["row00000_eeg_id_1000.png", "row00001_eeg_id_1017.png"]
     assert "<script>" in (out / "index.html").read_text()  # the sorting, inline
+
+
+def _image(src: str) -> tuple[str, Image.Image]:
+    """A data URI's mime type and its decoded image (RGB)."""
+    head, data = src.split(",", 1)
+    mime = head.removeprefix("data:").removesuffix(";base64")
+    image = Image.open(io.BytesIO(base64.b64decode(data)))
+    return mime, image
+
+
+@pytest.fixture(scope="module")
+def demo_reports(synthetic_dir, manifest, tmp_path_factory) -> tuple[Path, Path]:
+    """`report --all` and `report --rows 2` on the demo's rows: `make demo` writes `write_competition(n_test=4)`,
+    the same 4 test rows as `synthetic_dir`. Returns both report folders."""
+    root = tmp_path_factory.mktemp("demo_reports")
+    args = ["--test-dir", str(synthetic_dir), "--manifest", str(manifest), "--device", "cpu", "--num-workers", "0",
+            "--tta", "none"]
+    assert main(["report", "--all", "--out", str(root / "all"), *args]) == 0
+    assert main(["report", "--rows", "2", "--out", str(root / "one"), *args]) == 0
+    return root / "all", root / "one"
+
+
+def test_report_all_pages_are_webp_under_the_stated_size_and_linked(demo_reports):
+    """Several rows: each page embeds a WebP at 1360 x 935 and is at most REPORT_PAGE_MAX_BYTES; no image files;
+    the index links every page, in table order, and each page links back."""
+    out, _ = demo_reports
+    index = Tables((out / "index.html").read_text())
+    rows = index.rows("rows")
+    assert [a["data-row"] for a, _ in rows] == ["0", "1", "2", "3"]
+    assert [a["data-page"] for a, _ in rows] == [h for h in index.links if h.endswith(".html")]
+    assert sorted(p.name for p in out.iterdir()) == sorted(["index.html", *(a["data-page"] for a, _ in rows)])
+    for attrs, cells in rows:
+        path = out / attrs["data-page"]
+        assert 100_000 < path.stat().st_size <= REPORT_PAGE_MAX_BYTES  # a figure, not an empty page; under 300 kB
+        page = Tables(path.read_text())
+        assert "index.html" in page.links
+        (src,) = page.sources
+        mime, image = _image(src)
+        assert (mime, image.format, image.size[::-1]) == ("image/webp", "WEBP", COMPACT_SIZE)
+        assert np.asarray(image.convert("RGB"), float).std() > 25  # not blank: traces, images and bars
+        (_, blend), = page.rows("blend")
+        assert [blend[c] for c in SUBMISSION_CLASSES] == [cells[c] for c in VOTE_COLUMNS]
+
+
+def test_the_single_row_page_is_unchanged_a_full_resolution_png(demo_reports):
+    """One row: the page embeds the PNG written beside it, at REPORT_DPI; its figure is the one the several-row
+    report shows compressed (the WebP is the PNG scaled to 85 % and encoded lossily: close, not equal)."""
+    out_all, out_one = demo_reports
+    (attrs, _), = Tables((out_one / "index.html").read_text()).rows("rows")
+    name = attrs["data-page"]
+    assert sorted(p.name for p in out_one.iterdir()) == sorted(["index.html", name, name.replace(".html", ".png")])
+    (src,) = Tables((out_one / name).read_text()).sources
+    png = (out_one / name).with_suffix(".png").read_bytes()
+    assert src == "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    mime, full = _image(src)
+    assert (mime, full.format, full.size[::-1]) == ("image/png", "PNG", SIZE)
+
+    def blocks(page: Path, image: Image.Image | None = None) -> np.ndarray:
+        """The page's figure (or `image`) as 80 x 55 block means (RGB 0-255): the layout, not the pixels."""
+        image = image or _image(Tables(page.read_text()).sources[0])[1]
+        return np.asarray(image.convert("RGB").resize((80, 55), Image.Resampling.BOX), float)
+    single = blocks(out_one / name, full)
+    same, other = (np.abs(blocks(out_all / n) - single).mean() for n in (name, "row00001_eeg_id_1017.html"))
+    assert same < 2.5 and other > 3 * same  # the same figure; another row's differs
+
+
+def test_compact_page_steps_down_the_webp_quality_until_the_page_fits(monkeypatch):
+    """`compact_page` uses the first of REPORT_WEBP_QUALITIES whose page fits the limit, the last where none does."""
+    rng = np.random.default_rng(0)
+    r = RowReport(Row(0, "eeg_id", 7, 7, 9, None, None), np.full(6, 1 / 6), rng.dirichlet(np.ones(6), (2, 2)),
+                  rng.dirichlet(np.ones(6), (2, 4)))
+    report = Report("test", "test.csv", ["m0", "m1"], ["none", "lr"], [r])
+    inputs = RowInputs(rng.normal(size=(24, 10_000)).astype(np.float32), rng.normal(size=(4, 300, 100)),
+                       rng.normal(size=(396, 200)), "m0")
+
+    def page(quality: int) -> str:
+        image = drawing.rendered(drawing.draw(report, r, inputs), REPORT_COMPACT_DPI)
+        return row_page(report, r, "t", drawing.webp_bytes(image, quality), "image/webp")
+    pages = {q: page(q) for q in REPORT_WEBP_QUALITIES}
+    sizes = [len(pages[q].encode()) for q in REPORT_WEBP_QUALITIES]
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] > sizes[-1] * 1.3  # lower quality, smaller page
+    for limit, quality in ((10**7, REPORT_WEBP_QUALITIES[0]), (sizes[1], REPORT_WEBP_QUALITIES[1]),
+                           (sizes[1] - 1, REPORT_WEBP_QUALITIES[2]), (1000, REPORT_WEBP_QUALITIES[-1])):
+        monkeypatch.setattr("hms_infer.tasks.report.REPORT_PAGE_MAX_BYTES", limit)
+        assert compact_page(drawing, report, r, "t", drawing.draw(report, r, inputs)) == pages[quality]
 
 
 def _direct_heads(model: torch.nn.Module, electrodes: np.ndarray, spect: np.ndarray, views) -> np.ndarray:

@@ -39,7 +39,7 @@ from hms_infer.synthetic import write_competition, write_recording  # noqa: E402
 from hms_infer.tasks.timeline import timeline  # noqa: E402
 from hms_infer.timeline import (  # noqa: E402
     Label, Recording, RecordingResult, RecordingWindows, plan_recordings, plan_windows, predict_recordings,
-    stride_samples, window_count,
+    stride_samples, timeline_frame, window_count,
 )
 
 from .test_report import Tables  # noqa: E402
@@ -372,7 +372,7 @@ def test_pages_pngs_markers_and_the_index(case, single):
 def test_python_api_frame_and_figure(case, single):
     ens = Ensemble.from_manifest(case["manifest"], device="cpu")
     comp = Competition(case["data"], "train")
-    frame = ens.timeline(comp, CLIPPED, stride=STRIDE, members=True, batch_size=2)  # the single run's batches
+    frame = timeline_frame(ens, comp, CLIPPED, stride=STRIDE, members=True, batch_size=2)  # the single run's batches
     want = single["frame"][single["frame"].eeg_id == CLIPPED].reset_index(drop=True)
     pd.testing.assert_frame_equal(frame.drop(columns=[c for c in frame if "/" in c]), want, check_exact=True)
     # each member's probabilities; the blend is their weighted mean (weights 1 and 2, prob blend)
@@ -383,7 +383,7 @@ def test_python_api_frame_and_figure(case, single):
     (markers,) = [line for line in fig.axes[0].lines if line.get_gid() == "labelled-windows"]
     assert list(markers.get_xdata()) == [0.0]
     with pytest.raises(HMSInputError, match="--eeg-id 424242: no row of .*train.csv has this eeg_id"):
-        ens.timeline(comp, 424242)
+        timeline_frame(ens, comp, 424242)
 
 
 def test_test_split_is_one_window_per_recording_the_rows_own(case, tmp_path, capsys):
@@ -453,3 +453,34 @@ def test_bad_options_fail_before_any_work(case, tmp_path, capsys, change, messag
     assert not out.is_dir()
     with pytest.raises(HMSInputError, match="name the recordings"):
         timeline(data_dir=case["data"], out=tmp_path / "o2", manifest=case["manifest"])
+
+
+def test_a_label_row_without_votes_is_predicted_and_left_out_of_the_kl(case, single, tmp_path, capsys):
+    """A hand-edited table whose row of LONG at 33 s has six zero votes: the run completes, the window is predicted
+    (the same numbers as with votes), its label has no votes and no KL (its --at zoom too), and one warning names
+    the file, the row (0-based data row and file line) and the label_id."""
+    data = tmp_path / "data"
+    shutil.copytree(case["data"], data)
+    table = pd.read_csv(data / "train.csv")
+    i = int(np.flatnonzero((table.eeg_id == LONG) & (table.eeg_label_offset_seconds == 33.0))[0])
+    table.loc[i, list(VOTE_COLUMNS)] = 0
+    table.to_csv(data / "train.csv", index=False)
+    out = tmp_path / "timeline"
+    argv = args({**case, "data": data}, out, "--eeg-id", str(LONG), "--at", "33")  # the zoom: its label row
+    argv.remove("--all")
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    warning = (f"WARNING hms_infer.timeline: {data / 'train.csv'}: 1 of 2 rows without votes (all six vote columns "
+               f"zero), the first row {i} (line {i + 2}, label_id {table.label_id[i]}, eeg_id {LONG}): its window is "
+               f"predicted, without votes or KL in the summaries")
+    assert [line for line in err.splitlines() if line.startswith("WARNING")] == [warning]  # once
+    (summary,) = json.loads((out / "timeline.json").read_text())["recordings"]
+    labels = {lab["offset_s"]: lab for lab in summary["labels"]}
+    assert labels[33.0]["votes"] is None and labels[33.0]["kl"] is None and len(labels[33.0]["probs"]) == 6
+    assert labels[20.0]["kl"] is not None and summary["mean_kl"] == labels[20.0]["kl"]  # the voted row alone
+    frame = pd.read_parquet(out / "timeline.parquet")
+    want = single["frame"][single["frame"].eeg_id == LONG].reset_index(drop=True)
+    assert frame.offset_s.tolist() == WINDOWS[LONG]
+    pd.testing.assert_frame_equal(frame, want, check_exact=True)  # the votes change nothing predicted
+    page = (out / f"{LONG}.html").read_text()
+    assert "The window at 33 s (--at)" in page  # the report's figure of that row, drawn without votes

@@ -65,6 +65,13 @@ def tile_config(channels: int, dtype: torch.dtype, capability: tuple[int, int] =
     return TileConfig(128, 4 if block_channels(channels) <= 16 else 8)
 
 
+def launch_options(channels: int, dtype: torch.dtype, config: TileConfig) -> dict:
+    """The constexprs and options of a launch of `channels` channels in `dtype` with tile `config`: the launch's
+    and the ahead-of-time compile's (`kernels.aot`)."""
+    return {"C": channels, "BLOCK_C": block_channels(channels), "BLOCK_T": config.block_t,
+            "PRECISION": "ieee" if dtype == torch.float32 else "tf32", "num_warps": config.num_warps}
+
+
 @triton.jit
 def _tanh(x):
     e = tl.exp(-2.0 * tl.abs(x))
@@ -152,15 +159,14 @@ def launch(x: torch.Tensor, res: torch.Tensor, gate_weight: torch.Tensor, gate_b
     n, c, t = x.shape
     args = (x.contiguous(), res.contiguous(), x.new_empty(x.shape), gate_weight.contiguous(), gate_bias.contiguous(),
             skip_weight.contiguous(), skip_bias.contiguous())
-    block_t, num_warps = config or tile_config(c, x.dtype, _capability(x.device))
+    config = config or tile_config(c, x.dtype, _capability(x.device))
     # what Triton specialises a compile on: constexprs, dtype, ints equal to 1 or divisible by 16, 16-byte alignment
-    variant = (x.device, c, x.dtype, block_t, num_warps, t % 16, dilation == 1, dilation % 16,
+    variant = (x.device, c, x.dtype, *config, t % 16, dilation == 1, dilation % 16,
                *(a.data_ptr() % 16 for a in args))
     try:
         with (contextlib.nullcontext() if variant in _LAUNCHED else _LAUNCH), _on(x.device):
-            _wave_level_kernel[(triton.cdiv(t, block_t), n)](
-                *args, t, dilation, C=c, BLOCK_C=block_channels(c), BLOCK_T=block_t,
-                PRECISION="ieee" if x.dtype == torch.float32 else "tf32", num_warps=num_warps)
+            _wave_level_kernel[(triton.cdiv(t, config.block_t), n)](*args, t, dilation,
+                                                                     **launch_options(c, x.dtype, config))
     except Exception as e:  # noqa: BLE001  a compile or launch failure, as the caller's one kind of error
         if "out of memory" in str(e):
             raise

@@ -17,7 +17,7 @@ from ..ensemble import Ensemble
 from ..errors import HMSInputError
 from ..fallback import Problem, apply_policy
 from ..loader import ModelInputs
-from ..metric import kl_divergence, solution_probabilities
+from ..metric import kl_divergence, vote_probabilities
 from ..montage import bipolar
 from ..runtime import RunStats, autocast, on_device
 
@@ -88,10 +88,11 @@ def select_rows(comp: Competition, rows: Sequence[int] | None = None, eeg_ids: S
 
 
 def _votes(comp: Competition, rows: Sequence[int]) -> np.ndarray | None:
-    """(N, 6) normalised votes of `rows`, or None when the table has no vote columns."""
+    """(N, 6) normalised votes of `rows` (NaN in a row without votes), or None when the table has no vote
+    columns."""
     if not all(c in comp.table.columns for c in VOTE_COLUMNS):
         return None
-    return solution_probabilities(comp.table.iloc[list(rows)][["eeg_id", *VOTE_COLUMNS]])
+    return vote_probabilities(comp.table.iloc[list(rows)][["eeg_id", *VOTE_COLUMNS]], comp.table_name)[0]
 
 
 def analyse(ens: Ensemble, comp: Competition, rows: Sequence[int], batch_size: int | str = "auto",
@@ -99,7 +100,7 @@ def analyse(ens: Ensemble, comp: Competition, rows: Sequence[int], batch_size: i
     """Every head of every member and view for `rows`, in one batched pass (`Ensemble.batch_logits(heads=True)`);
     the blend exactly as `predict` computes it, then the fallback policy over these rows."""
     rows = list(rows)
-    votes = _votes(comp, rows)  # a row without votes is an error before the forward pass, not after it
+    votes = _votes(comp, rows)  # bad votes are an error before the forward pass; a row without votes shows none
     where = {r: k for k, r in enumerate(rows)}
     m, v = len(ens.members), len(ens.views)
     logits = torch.zeros(len(rows), m, v, len(HEADS), 6, dtype=torch.float32)
@@ -118,9 +119,10 @@ def analyse(ens: Ensemble, comp: Competition, rows: Sequence[int], batch_size: i
     out = []
     for k, i in enumerate(rows):
         p = probs[k][_ORDER]
+        voted = votes is not None and bool(np.isfinite(votes[k]).all())
         out.append(RowReport(comp.rows[i], p, soft[k, :, :, 0], soft[k].mean(axis=1), statuses.get(k),
-                             problems.get(k, []), None if votes is None else votes[k],
-                             None if votes is None else kl_divergence(votes[k:k + 1], p[None])))
+                             problems.get(k, []), votes[k] if voted else None,
+                             kl_divergence(votes[k:k + 1], p[None]) if voted else None))
     return Report(comp.split, comp.table_name, [mb.name for mb in ens.members], list(ens.views), out)
 
 

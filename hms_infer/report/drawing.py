@@ -1,7 +1,7 @@
 """One row's figure: the signals and images the models saw, and what each member, view and head said.
 
-matplotlib is imported here only (the `plot` extra); figures are drawn on the Agg canvas, without pyplot, so
-nothing needs a display and no figure is kept alive after it is saved.
+matplotlib (and Pillow, its dependency, for WebP) is imported here only (the `plot` extra); figures are drawn on
+the Agg canvas, without pyplot, so nothing needs a display and no figure is kept alive after it is saved.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from PIL import Image
 
 from ..constants import (
     EEG_FS, EEG_SCALE, EEG_WINDOW, HEADS, LABEL_WINDOW_S, REPORT_DPI, REPORT_FIGSIZE, SPECT_FRAMES, SPECT_REGIONS,
@@ -137,6 +138,22 @@ def png_bytes(fig: Figure) -> bytes:
     """The figure as a PNG file's bytes (at its own dpi)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def rendered(fig: Figure, dpi: float) -> Image.Image:
+    """The figure drawn at `dpi` (its size in inches kept; text and lines scale with it): an RGB image of
+    (width, height) = figure inches x dpi pixels, ready to encode at any quality without drawing again."""
+    fig.set_dpi(dpi)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])
+
+
+def webp_bytes(image: Image.Image, quality: int) -> bytes:
+    """`image` as a lossy WebP file's bytes (quality 0-100, Pillow's encoder, a dependency of matplotlib)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="WEBP", quality=quality)
     return buffer.getvalue()
 
 

@@ -1,4 +1,4 @@
-"""Self-contained HTML: one page per row (its PNG as a data URI, its numbers as tables) and a sortable index.
+"""Self-contained HTML: one page per row (its figure as a data URI, its numbers as tables) and a sortable index.
 
 Every number a page shows is also in its cell's `data-value` at full precision (Python's `repr` of the float),
 and every cell names its column in `data-col`, so the tables read back exactly. No network resources.
@@ -74,14 +74,16 @@ def _probability_rows(names: Sequence[tuple[dict[str, str], list[str]]], values:
             for (attrs, lead), v in zip(names, values)]
 
 
-def row_page(report: Report, r: RowReport, title: str, png: bytes) -> str:
-    """The page of one row: its figure and its numbers (blend, votes and KL; each member and view; each head)."""
+def row_page(report: Report, r: RowReport, title: str, image: bytes, mime: str = "image/png") -> str:
+    """The page of one row: its figure (`image`, a file's bytes of type `mime`) and its numbers (blend, votes and
+    KL; each member and view; each head)."""
     parts = [f'<p><a href="index.html">all rows</a></p><h1>{html.escape(title)}</h1>']
-    return _document(title, "\n".join(parts + row_sections(report, r, title, png)))
+    return _document(title, "\n".join(parts + row_sections(report, r, title, image, mime)))
 
 
-def row_sections(report: Report, r: RowReport, title: str, png: bytes) -> list[str]:
-    """A row's problems, its tables (`blend`, `member_view`, `heads`; the KL in `<span id="kl">`) and its figure."""
+def row_sections(report: Report, r: RowReport, title: str, image: bytes, mime: str = "image/png") -> list[str]:
+    """A row's problems, its tables (`blend`, `member_view`, `heads`; the KL in `<span id="kl">`) and its figure
+    (`image` of type `mime`, as a data URI)."""
     parts = []
     if r.problems:
         items = "".join(f"<li>{html.escape(i)}: {html.escape(f)}: {html.escape(why)}</li>" for i, f, why in r.problems)
@@ -105,8 +107,8 @@ def row_sections(report: Report, r: RowReport, title: str, png: bytes) -> list[s
     parts.append(_table("each member's heads: softmax averaged over the views (`all` the prediction; `spect`, "
                         "`eeg_stft`, `eeg_wavenet` one modality each)", ["member", "head", *SUBMISSION_CLASSES],
                         _probability_rows(heads, r.heads.reshape(-1, 6)), "heads"))
-    b64 = base64.b64encode(png).decode("ascii")
-    parts.append(f'<img alt="{html.escape(title)}" src="data:image/png;base64,{b64}">')
+    b64 = base64.b64encode(image).decode("ascii")
+    parts.append(f'<img alt="{html.escape(title)}" src="data:{mime};base64,{b64}">')
     return parts
 
 

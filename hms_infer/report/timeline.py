@@ -313,7 +313,7 @@ def index_page(summaries: Sequence[dict], stride: float, about: str) -> str:
 def timeline_figure(ensemble: Ensemble, competition: Competition, eeg_id: int, stride: float = TIMELINE_STRIDE_S,
                     at: float | None = None, batch_size: int | str = "auto", num_workers: int | str = 0) -> Figure:
     """The timeline figure of recording `eeg_id` of `competition` (`draw_timeline`); a notebook cell returning it
-    shows it inline. `Ensemble.timeline` gives the same numbers as a DataFrame."""
+    shows it inline. `hms_infer.timeline.timeline_frame` gives the same numbers as a DataFrame."""
     result = recording_timeline(ensemble, competition, eeg_id, stride, False, batch_size, num_workers)
     show_inline_in_ipython()
     return draw_timeline(result, stride, at)

@@ -15,7 +15,7 @@ and, with --notebook-out, the folder for `kaggle kernels push`:
     hms-infer-submit.ipynb  one code cell (kaggle/notebook_cell.py): finds kernel.py under /kaggle/input in any mount
                             layout, runs it, checks that /kaggle/working/submission.csv exists
 
-    python -m hms_infer bundle --out DIR --wheels STAGED_WHEELS --requirements REQ --kernel kaggle/kernel.py \
+    python -m hms_infer bundle --out DIR --wheels STAGED_WHEELS --requirements REQ --kernel kernel.py \
         [--weights-dir DIR] [--manifest PATH] [--default-manifest PATH] [--commit SHA] \
         [--notebook-out DIR --notebook-cell kaggle/notebook_cell.py]
 

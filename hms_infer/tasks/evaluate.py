@@ -23,6 +23,7 @@ from ..constants import (
     BLENDS, BOOTSTRAP_RESAMPLES, CALIBRATION_BINS, CI_PERCENTILES, MIN_VOTES, SUBMISSION_CLASSES, VOTE_BUCKETS,
     VOTE_COLUMNS, WORST_ROWS,
 )
+from ..messages import shown, table_row
 from ..errors import HMSInputError
 from ..evaluation import (
     bootstrap_means, bucket_names, calibration, class_kl, confusion, consensus, grouped_mean, paired,
@@ -141,7 +142,7 @@ def _group_column(frame: pd.DataFrame, groups: str | None, table: str | Path) ->
     missing = frame[groups].isna().to_numpy()
     if missing.any():
         i = int(np.flatnonzero(missing)[0])
-        raise HMSInputError(f"{table} row {i} (label_id {frame['label_id'].iloc[i]}): no {groups}")
+        raise HMSInputError(f"{table_row(table, i, f'label_id {shown(frame.label_id.iloc[i])}')}: no {groups}")
     return groups
 
 
@@ -152,7 +153,8 @@ def _votes(frame: pd.DataFrame, rows: np.ndarray, table: str | Path) -> tuple[np
     none = totals[rows] == 0
     if none.any():
         i = int(rows[np.flatnonzero(none)[0]])
-        raise HMSInputError(f"{table} row {i} (label_id {frame['label_id'].iloc[i]}): no votes")
+        raise HMSInputError(f"{table_row(table, i, f'label_id {shown(frame.label_id.iloc[i])}')}: no votes (all six "
+                            f"vote columns are zero); evaluate judges every row against its votes")
     return frame[list(VOTE_COLUMNS)].to_numpy(dtype=np.float64)[rows], totals[rows]
 
 

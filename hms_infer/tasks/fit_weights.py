@@ -144,7 +144,7 @@ def fit_weights(*, table: str | Path, groups: Mapping[str, Mapping[int, np.ndarr
                                     f"in {table} (the most: {int(totals.max())})")
             rows, totals = rows[keep], totals[keep]
         row_weights = totals if vote_weighted else None
-    targets = solution_probabilities(rows)
+    targets = solution_probabilities(rows, str(table))
     folds = rows["fold"].to_numpy()
     fold_ids = sorted(set(folds.tolist()))
     if len(fold_ids) < 2:

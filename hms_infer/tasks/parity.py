@@ -19,7 +19,7 @@ import pandas as pd
 from scipy.special import softmax
 
 from ..constants import CLASSES, PARITY_TOLERANCE, SUBMISSION_ORDER
-from ..data import Competition
+from ..data import Competition, check_folders
 from ..ensemble import Ensemble
 from ..errors import HMSInputError
 from ..files import check_writable, write_text_atomic
@@ -61,6 +61,7 @@ def parity(*, data_dir: str | Path, table: str | Path, manifest: str | Path | Ma
     if report_path is not None:
         check_writable(report_path)
     manifest, weights_dir, source = resolve_manifest(manifest, weights_dir)
+    check_folders(data_dir, "train")
     rows = validation_rows(read_train_table(table))
     has_pred = rows["label_id"].isin(list(saved)).to_numpy()
     if not has_pred.any():
@@ -69,7 +70,7 @@ def parity(*, data_dir: str | Path, table: str | Path, manifest: str | Path | Ma
                             f"(check the table, the preds folder and --seed)")
     without = int((~has_pred).sum())
     rows = rows[has_pred]  # index: row numbers in the table, for error messages
-    targets = solution_probabilities(rows)  # refuses bad votes before any model runs
+    targets = solution_probabilities(rows, str(table))  # refuses bad votes before any model runs
     folds = sorted(rows["fold"].unique().tolist())
     chosen = {f: _fold_member(manifest, f, source, members) for f in folds}
 
@@ -79,7 +80,8 @@ def parity(*, data_dir: str | Path, table: str | Path, manifest: str | Path | Ma
     load_s, first_batch = 0.0, 0
     for fold in folds:
         t = time.perf_counter()
-        ens = Ensemble.from_manifest(Manifest([chosen[fold]]), weights_dir, options=options, views=("none",))
+        ens = Ensemble.from_manifest(Manifest([chosen[fold]], source=manifest.source), weights_dir, options=options,
+                                     views=("none",))
         load_s += time.perf_counter() - t
         where = np.flatnonzero(rows["fold"].to_numpy() == fold)
         comp = Competition(data_dir, "train", table=rows.iloc[where], table_name=Path(table).name)

@@ -32,14 +32,14 @@ from tqdm.auto import tqdm
 
 from ..budget import check_time_limit
 from ..constants import CLASSES, PSEUDO_LABEL_CHUNK_ROWS, SUBMISSION_ORDER, VOTE_COLUMNS
-from ..data import Competition
+from ..data import Competition, check_folders
 from ..ensemble import Ensemble
 from ..errors import HMSInputError
 from ..fallback import Problem, announce, finish_run, status_counts, write_report
 from ..files import atomic_path, check_writable
 from ..loader import resolve_workers
 from ..manifest import Manifest, Member, resolve_manifest
-from ..metric import kl_divergence, solution_probabilities
+from ..metric import kl_divergence, no_votes, vote_probabilities
 from ..options import RunOptions
 from ..sharding import Parts, Shard, fingerprint, member_key
 from ..submission import validate_probabilities
@@ -164,8 +164,9 @@ def pseudo_labels(*, data_dir: str | Path, table: str | Path, manifest: str | Pa
                   any_fold: bool = False, strict: bool = False, chunk_rows: int = PSEUDO_LABEL_CHUNK_ROWS,
                   time_limit: float | None = None, **run: Any) -> dict:
     """Predict every label row of `table` out of fold and write `out` (pickle), its `.parquet` twin and
-    `.issues.json`; return a summary (`rows`, `windows`, `score`, `degraded`, `fallback`, `any_fold_rows`,
-    `chunks`, `chunks_on_disk`, `written`, `stopped`, `seconds`).
+    `.issues.json`; return a summary (`rows`, `windows`, `score`, `rows_without_votes`, `degraded`, `fallback`,
+    `any_fold_rows`, `chunks`, `chunks_on_disk`, `written`, `stopped`, `seconds`). Rows without votes (all six
+    zero) are predicted, left out of `score` (None when no row has votes) and named in one warning.
 
     `data_dir` holds `train_eegs/` and `train_spectrograms/`; `table` the training table (`eeg_id`, `eeg_sub_id`,
     both offsets, `spectrogram_id`, `label_id`, `fold`, votes). `members` is a glob on member names; `options` (or
@@ -182,11 +183,12 @@ def pseudo_labels(*, data_dir: str | Path, table: str | Path, manifest: str | Pa
         raise HMSInputError(f"--chunk-rows must be a positive integer, got {chunk_rows!r}")
     check_time_limit(time_limit)
     manifest, weights_dir, source = resolve_manifest(manifest, weights_dir)
-    for folder in ("train_eegs", "train_spectrograms"):
-        if not (Path(data_dir) / folder).is_dir():
-            raise HMSInputError(f"{data_dir}: no {folder}/ folder (--data-dir is the competition folder)")
+    check_folders(data_dir, "train")
     labels = read_label_table(table)
-    targets = solution_probabilities(labels)  # refuses bad votes before any model runs
+    targets, unvoted = vote_probabilities(labels, str(table))  # refuses bad votes before any model runs
+    if unvoted.any():
+        log.warning(f"{no_votes(str(table), labels, unvoted)}: predicted, and left out of the score against the "
+                    f"votes")
     chosen = [m for m in manifest.members if fnmatch(m.name, members)]
     if not chosen:
         raise HMSInputError(f"--members {members!r} matches none of the members of {source}: "
@@ -197,7 +199,8 @@ def pseudo_labels(*, data_dir: str | Path, table: str | Path, manifest: str | Pa
 
     needed = sorted({i for idx in groups.values() for i in idx})
     ens = Ensemble.from_manifest(Manifest([chosen[i] for i in needed], manifest.views, manifest.blend,
-                                          fallback=manifest.fallback), weights_dir, options=options)
+                                          fallback=manifest.fallback, source=manifest.source), weights_dir,
+                                 options=options)
     sub = {g: ens.subset(ens.views, [needed.index(i) for i in idx]) for g, idx in groups.items()}  # models shared
     size = ens.batch_size(options.batch_size)
     t1 = time.perf_counter()
@@ -235,7 +238,8 @@ def pseudo_labels(*, data_dir: str | Path, table: str | Path, manifest: str | Pa
                                Path(table).name)
     probs = probs.astype(np.float32)
     validate_probabilities(probs)
-    score = kl_divergence(targets, probs[:, list(SUBMISSION_ORDER)])
+    voted = ~unvoted
+    score = kl_divergence(targets[voted], probs[voted][:, list(SUBMISSION_ORDER)]) if voted.any() else None
     if issues:
         log.info(announce(issues, len(labels), ens.fallback))
     write_pickle(pkl, {int(i): torch.from_numpy(p) for i, p in zip(labels["label_id"].tolist(), probs)})
@@ -245,14 +249,18 @@ def pseudo_labels(*, data_dir: str | Path, table: str | Path, manifest: str | Pa
     parts.remove()
     n = status_counts(issues)
     any_rows = sum(g == ALL_MEMBERS for g in row_group)
-    summary.update(written=True, score=score, any_fold_rows=any_rows, **n)
+    summary.update(written=True, score=score, rows_without_votes=int(unvoted.sum()), any_fold_rows=any_rows, **n)
     log.info(f"hms_infer pseudo-labels: {len(labels)} label rows ({len(windows)} distinct windows read and "
              f"predicted; {n['degraded']} degraded, {n['fallback']} fallback"
              + (f"; {any_rows} rows of folds without members predicted by all members (--any-fold)" if any_rows
                 else "")
              + f") in {dt:.1f} s ({pace}models loaded in {t1 - t0:.1f} s; {on_disk} of {len(chunks)} chunks "
              f"were on disk), {how} -> {pkl}, {parquet} (problem rows: {issues_path})")
-    log.info(f"score {score:.6f} (the pseudo labels against the table's votes, Kaggle's KL divergence)")
+    if score is None:
+        log.info("no score: no row of the table has votes")
+    else:
+        log.info(f"score {score:.6f} (the pseudo labels against the table's votes, Kaggle's KL divergence"
+                 + (f", on the {int(voted.sum())} rows with votes)" if unvoted.any() else ")"))
     return summary
 
 

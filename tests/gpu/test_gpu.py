@@ -45,7 +45,7 @@ KL_BOUND = {"fp16": 1e-4, "bf16": 1e-3}
 
 
 def _kernel_module():
-    spec = importlib.util.spec_from_file_location("hms_kernel", ROOT / "kaggle" / "kernel.py")
+    spec = importlib.util.spec_from_file_location("hms_kernel", ROOT / "kernel.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
