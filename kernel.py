@@ -57,7 +57,7 @@ def find_dir(root: Path, match: Callable[[Path], bool], depth: int = SEARCH_DEPT
 
 
 def is_competition(folder: Path) -> bool:
-    return (folder / "test.csv").is_file() and (folder / "test_eegs").is_dir()
+    return (folder / "test.csv").is_file() and all((folder / d).is_dir() for d in ("test_eegs", "test_spectrograms"))
 
 
 def is_bundle(folder: Path) -> bool:

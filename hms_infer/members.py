@@ -69,9 +69,9 @@ def missing_checkpoints(manifest: Manifest, weights_dir: Path) -> str:
     first, folder = missing[0], weights_dir.resolve()
     path, source = first.checkpoint_path(weights_dir), manifest.source or "the manifest"
     if manifest.source is None:
-        origin = "the weights_dir given"
+        origin = "the weights_dir given, else the current folder"
     elif Path(manifest.source).resolve().parent == folder:
-        origin = "the manifest's folder; --weights-dir names another"
+        origin = "the manifest's folder, unless --weights-dir names another"
     else:
         origin = "--weights-dir"
     text = (f"{path}: checkpoint not found: member {first.name} of {source}, {len(missing)} of its "

@@ -300,6 +300,17 @@ def test_kernel_arch_check(capability, archs, supported):
     assert _kernel_module().arch_supported(capability, archs) is supported
 
 
+def test_kernel_takes_a_competition_folder_only_with_both_data_folders(tmp_path):
+    """The search for the competition folder passes over one without test_spectrograms/ (predict would refuse it),
+    so a fuller copy deeper down is still found."""
+    kernel = _kernel_module()
+    (tmp_path / "test.csv").write_text("eeg_id\n")
+    (tmp_path / "test_eegs").mkdir()
+    assert not kernel.is_competition(tmp_path)
+    (tmp_path / "test_spectrograms").mkdir()
+    assert kernel.is_competition(tmp_path)
+
+
 @pytest.fixture(scope="session")
 def kaggle_python() -> Path:
     return kaggle_python_or_skip()

@@ -139,7 +139,7 @@ def test_the_repository_manifest_names_itself_its_folder_and_the_seed_placeholde
     assert main(["--test-dir", str(synthetic_dir), "--out", str(out), "--device", "cpu"]) == 2
     assert capsys.readouterr().err == (
         f"hms_infer: error: {first}: checkpoint not found: member cfg1 of weights_manifest.yaml, 8 of its 8 "
-        f"checkpoints missing in {ROOT} (the manifest's folder; --weights-dir names another)"
+        f"checkpoints missing in {ROOT} (the manifest's folder, unless --weights-dir names another)"
         f"{PLACEHOLDER.format(m='weights_manifest.yaml')}\n")
     manifest = ROOT / "weights_manifest.yaml"
     for weights, why in ((tmp_path, "--weights-dir"), (tmp_path / "no", "--weights-dir, a folder that does not exist")):
@@ -164,4 +164,4 @@ def test_a_missing_checkpoint_without_the_placeholder_is_named_with_its_manifest
     with pytest.raises(HMSInputError) as e:  # built in code: no file to name
         Ensemble.from_manifest(manifest_from_dict(d), tiny_weights, device="cpu")
     assert str(e.value) == message.replace(f"of {path}, 1 of its", "of the manifest, 1 of its").replace(
-        "(--weights-dir)", "(the weights_dir given)")
+        "(--weights-dir)", "(the weights_dir given, else the current folder)")

@@ -15,13 +15,14 @@ import sys
 
 import pytest
 import torch
-import triton
 
-from hms_infer.constants import EEG_WINDOW
-from hms_infer.kernels import aot
-from hms_infer.models.config import PRESETS
+triton = pytest.importorskip("triton")  # a CPU-only torch wheel comes without it
 
-from .kaggle_image import IMAGE_TRITON, kaggle_python_or_skip
+from hms_infer.constants import EEG_WINDOW  # noqa: E402
+from hms_infer.kernels import aot  # noqa: E402
+from hms_infer.models.config import PRESETS  # noqa: E402
+
+from .kaggle_image import IMAGE_TRITON, kaggle_python_or_skip  # noqa: E402
 
 PAIRS = [(c, d) for c in aot.CAPABILITIES for d in aot.DTYPES]  # (capability, dtype): 4
 CHANNELS = (4, 8, 12, 16, 20, 24, 28)  # the WaveNets' widths: linspace(1, C, n_blocks)[1:] for C = 24 (7 blocks), 28

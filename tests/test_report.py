@@ -158,18 +158,20 @@ def _image(src: str) -> tuple[str, Image.Image]:
 @pytest.fixture(scope="module")
 def demo_reports(synthetic_dir, manifest, tmp_path_factory) -> tuple[Path, Path]:
     """`report --all` and `report --rows 2` on the demo's rows: `make demo` writes `write_competition(n_test=4)`,
-    the same 4 test rows as `synthetic_dir`. Returns both report folders."""
+    the same 4 test rows as `synthetic_dir`; `--all` into a copy of the one-row report, whose PNG it must remove.
+    Returns both report folders."""
     root = tmp_path_factory.mktemp("demo_reports")
     args = ["--test-dir", str(synthetic_dir), "--manifest", str(manifest), "--device", "cpu", "--num-workers", "0",
             "--tta", "none"]
-    assert main(["report", "--all", "--out", str(root / "all"), *args]) == 0
     assert main(["report", "--rows", "2", "--out", str(root / "one"), *args]) == 0
+    shutil.copytree(root / "one", root / "all")
+    assert main(["report", "--all", "--out", str(root / "all"), *args]) == 0
     return root / "all", root / "one"
 
 
 def test_report_all_pages_are_webp_under_the_stated_size_and_linked(demo_reports):
-    """Several rows: each page embeds a WebP at 1360 x 935 and is at most REPORT_PAGE_MAX_BYTES; no image files;
-    the index links every page, in table order, and each page links back."""
+    """Several rows: each page embeds a WebP at 1360 x 935 and is at most REPORT_PAGE_MAX_BYTES; no image files
+    (an earlier one-row report's PNG removed); the index links every page, in table order, and each page links back."""
     out, _ = demo_reports
     index = Tables((out / "index.html").read_text())
     rows = index.rows("rows")

@@ -95,6 +95,7 @@ def make_report(*, data_dir: str | Path, out: str | Path, manifest: str | Path |
             page = row_page(report, r, title, png)
         else:
             page = compact_page(drawing, report, r, title, fig)
+            (out / f"{name}.png").unlink(missing_ok=True)  # an earlier full report's, no longer the page's image
         size = len(page.encode())
         largest = max(largest, size)
         over += [f"{name}.html"] if not full and size > REPORT_PAGE_MAX_BYTES else []
