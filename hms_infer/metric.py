@@ -12,8 +12,8 @@ import pandas as pd
 import torch
 
 from .constants import VOTE_COLUMNS
-from .messages import row_number, shown, table_row
 from .errors import HMSInputError
+from .messages import row_number, shown, table_row
 
 EPSILON = 1e-15
 NAMES = ("solution", "submission")  # how errors name the two frames of `score`

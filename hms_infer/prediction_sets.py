@@ -25,8 +25,8 @@ from scipy.special import softmax
 from .blending import blend_probs
 from .constants import SUBMISSION_ORDER, VOTE_COLUMNS
 from .data import read_csv
-from .messages import row_number, shown, table_row
 from .errors import HMSInputError
+from .messages import row_number, shown, table_row
 from .metric import EPSILON
 from .training import integer_column, read_groups, shared_rows, unique_label_ids
 
@@ -113,10 +113,9 @@ def checked_probabilities(frame: pd.DataFrame, path: str | Path) -> np.ndarray:
     fix = off > SUM_TOLERANCE
     if fix.any():
         worst = int(np.argmax(off))
-        log.warning("%s: %d of %d rows do not sum to 1 within %g (the worst: row %d (line %d, label_id %s), by "
-                    "%.3g); they are renormalised per row", path, int(fix.sum()), len(p), SUM_TOLERANCE,
-                    row_number(frame, worst), row_number(frame, worst) + 2, shown(frame["label_id"].iloc[worst]),
-                    off[worst])
+        where = table_row("", row_number(frame, worst), f"label_id {shown(frame['label_id'].iloc[worst])}").lstrip()
+        log.warning("%s: %d of %d rows do not sum to 1 within %g (the worst: %s, by %.3g); they are renormalised "
+                    "per row", path, int(fix.sum()), len(p), SUM_TOLERANCE, where, off[worst])
         p[fix] /= total[fix, None]
     return p
 

@@ -13,8 +13,8 @@ import pandas as pd
 
 from .constants import CLASSES, VOTE_COLUMNS
 from .data import read_csv, read_table
-from .messages import row_number, shown, table_row
 from .errors import HMSInputError
+from .messages import row_number, shown, table_row
 
 TABLE_COLUMNS = ("eeg_id", "eeg_sub_id", "eeg_label_offset_seconds", "spectrogram_id",
                  "spectrogram_label_offset_seconds", "label_id", "fold", *VOTE_COLUMNS)

@@ -23,13 +23,13 @@ from ..constants import (
     BLENDS, BOOTSTRAP_RESAMPLES, CALIBRATION_BINS, CI_PERCENTILES, MIN_VOTES, SUBMISSION_CLASSES, VOTE_BUCKETS,
     VOTE_COLUMNS, WORST_ROWS,
 )
-from ..messages import shown, table_row
 from ..errors import HMSInputError
 from ..evaluation import (
     bootstrap_means, bucket_names, calibration, class_kl, confusion, consensus, grouped_mean, paired,
     percentile_interval, row_kl, vote_bucket, worst_rows,
 )
 from ..files import check_writable, write_text_atomic
+from ..messages import shown, table_row
 from ..metric import vote_totals
 from ..prediction_sets import blend_sets, match_rows, read_sets
 from ..training import read_vote_table
