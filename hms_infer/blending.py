@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-from .constants import SUBMISSION_ORDER
+from .constants import HEADS, SUBMISSION_ORDER
 
 
 def blend(logits: torch.Tensor, weights: Sequence[float] | torch.Tensor, how: str = "prob",
@@ -34,3 +34,16 @@ def blend_probs(logits: torch.Tensor, weights: Sequence[float] | torch.Tensor, h
     """`blend` of (G, N, V, 6) logits in `CLASSES` order -> (N, 6) probabilities in `VOTE_COLUMNS` order (the
     training table's and a submission's)."""
     return blend(logits, weights, how, temperatures)[:, list(SUBMISSION_ORDER)]
+
+
+def eeg_heads(logits: torch.Tensor) -> torch.Tensor:
+    """(..., 4, 6) logits of every head in `HEADS` order -> (..., 6) log-probabilities of the EEG-only prediction:
+    the mean of the probabilities of `head_eeg` (the STFT image) and `head_1d` (the WaveNet image).
+
+    Both heads were trained on the same vote distributions with the same KL loss (weights 0.06 and 0.09 in the
+    training code, which set how hard each pulled on its backbone, not how good it is), so each is a probability
+    estimate of its own; their equal mixture is the ensemble's own rule (the `prob` blend) applied to two heads. As
+    log-probabilities, the result goes through `blend` like `head_all`'s logits (softmax gives the mixture back).
+    """
+    stft, wave = (logits[..., HEADS.index(h), :].double().softmax(-1) for h in ("eeg_stft", "eeg_wavenet"))
+    return ((stft + wave) / 2).log()

@@ -14,18 +14,20 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
 from . import __version__
 from .constants import (
-    BLENDS, BOOTSTRAP_RESAMPLES, MANIFEST_NAME, MIN_VOTES, PARITY_TOLERANCE, PRECISIONS, PSEUDO_LABEL_CHUNK_ROWS,
-    REPORT_PAGE_MAX_BYTES, TIMELINE_CHUNK_RECORDINGS, TIMELINE_STRIDE_S, WORST_ROWS,
+    BLENDS, BOOTSTRAP_RESAMPLES, HEAD_CHOICES, MANIFEST_NAME, MIN_VOTES, PARITY_TOLERANCE, PRECISIONS,
+    PSEUDO_LABEL_CHUNK_ROWS, RECORDING_CHUNK_WINDOWS, REPORT_PAGE_MAX_BYTES, SEIZURE_BURDEN_THRESHOLD,
+    SPECTROGRAM_SOURCES, TIMELINE_CHUNK_RECORDINGS, TIMELINE_STRIDE_S, WORST_ROWS,
 )
 from .errors import HMSInputError
 from .manifest import default_manifest_path
 from .montage import VIEWS
 from .options import RunOptions
 
+T = TypeVar("T")
 INCOMPLETE = 3  # pseudo-labels or timeline stopped by --time-limit: run the same command again to resume
 
 
@@ -402,14 +404,35 @@ def _pseudo_labels(args: argparse.Namespace) -> int:
 
 
 def _timeline_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", type=Path, required=True,
-                   help="competition folder with <split>.csv, <split>_eegs/, <split>_spectrograms/")
-    p.add_argument("--split", choices=["train", "test"], default="train",
-                   help="train (default): every window along each recording, the labelled ones marked; test: each "
-                        "recording's one window")
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--eeg-id", type=int, nargs="+", default=None, help="the recordings to run")
-    which.add_argument("--all", action="store_true", help="every recording of the table")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data-dir", type=Path, default=None,
+                        help="competition folder with <split>.csv, <split>_eegs/, <split>_spectrograms/")
+    source.add_argument("--recording", type=Path, default=None, metavar="FILE_OR_DIR",
+                        help="a clinical EEG file (EDF, BDF, BrainVision .vhdr, EEGLAB .set, FIF, ... anything MNE "
+                             "reads: pip install 'hms_infer[recordings]') or a folder of them")
+    p.add_argument("--split", choices=["train", "test"], default=None,
+                   help="with --data-dir: train (default): every window along each recording, the labelled ones "
+                        "marked; test: each recording's one window")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--eeg-id", type=int, nargs="+", default=None, help="with --data-dir: the recordings to run")
+    which.add_argument("--all", action="store_true", help="with --data-dir: every recording of the table")
+    p.add_argument("--heads", choices=HEAD_CHOICES, default=None,
+                   help="all: head_all, the prediction (default with --data-dir or --spectrogram multitaper); eeg: "
+                        "the EEG-only heads head_eeg and head_1d, their probabilities averaged (default with "
+                        "--recording: no spectrogram needed)")
+    p.add_argument("--spectrogram", choices=SPECTROGRAM_SOURCES, default=None,
+                   help="kaggle: the folder's spectrogram files (default with --data-dir); multitaper: rebuilt from "
+                        "the EEG (Chronux-style, an approximation of Kaggle's unpublished recipe)")
+    p.add_argument("--channel-map", type=Path, default=None, metavar="FILE.yaml",
+                   help="with --recording: YAML mapping file channel labels to electrodes, e.g. 'EEG 1: Fp1'")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="with --recording: fill an electrode without a channel with NaN (a dropped-out channel) "
+                        "and flag every window of that recording, instead of an error")
+    p.add_argument("--invert-polarity", action="store_true",
+                   help="with --recording: multiply every electrode by -1 (exports that store negative-up)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help=f"with --recording: p(seizure) above which a window counts towards the seizure burden "
+                        f"(default {SEIZURE_BURDEN_THRESHOLD:g})")
     p.add_argument("--stride", type=float, default=TIMELINE_STRIDE_S,
                    help=f"seconds between windows (default {TIMELINE_STRIDE_S:g}: the spectrograms' resolution; a "
                         "multiple of 0.005 s)")
@@ -421,18 +444,65 @@ def _timeline_args(p: argparse.ArgumentParser) -> None:
     _manifest_args(p)
     _run_args(p, shard=PART_SHARDS)
     _time_limit_arg(p)
-    p.add_argument("--chunk-recordings", type=int, default=TIMELINE_CHUNK_RECORDINGS,
-                   help=f"whole recordings per resumable part in OUT/timeline.parts/ (default "
+    p.add_argument("--chunk-recordings", type=int, default=None,
+                   help=f"with --data-dir: whole recordings per resumable part in OUT/timeline.parts/ (default "
                         f"{TIMELINE_CHUNK_RECORDINGS})")
+    p.add_argument("--chunk-windows", type=int, default=None,
+                   help=f"with --recording: windows per resumable part (default {RECORDING_CHUNK_WINDOWS})")
+
+
+def _given(value: T | None, default: T) -> T:
+    """An option's value, or its default where it was not given (options whose meaning depends on others)."""
+    return default if value is None else value
 
 
 def _timeline(args: argparse.Namespace) -> int:
-    from .tasks.timeline import timeline
-    summary = timeline(data_dir=args.data_dir, out=args.out, manifest=_manifest_path(args), split=args.split,
-                       eeg_ids=args.eeg_id, all_recordings=args.all, stride=args.stride, at=args.at,
-                       members=args.members, weights_dir=args.weights_dir, options=_options(args),
-                       time_limit=args.time_limit, chunk_recordings=args.chunk_recordings)
+    common = dict(out=args.out, manifest=_manifest_path(args), stride=args.stride, at=args.at, members=args.members,
+                  weights_dir=args.weights_dir, options=_options(args), time_limit=args.time_limit,
+                  heads=args.heads)
+    if args.recording is not None:
+        from .tasks.timeline_recording import timeline_recordings
+        if args.eeg_id or args.all:
+            raise HMSInputError("--eeg-id and --all choose recordings of a --data-dir table; --recording runs every "
+                                "segment of its file(s)")
+        table = [o for o, v in (("--split", args.split), ("--chunk-recordings", args.chunk_recordings))
+                 if v is not None]
+        if table:
+            raise HMSInputError(f"{', '.join(table)}: options of --data-dir (a competition folder)")
+        summary = timeline_recordings(recording=args.recording, spectrogram=args.spectrogram,
+                                      channel_map=args.channel_map, allow_missing=args.allow_missing,
+                                      invert_polarity=args.invert_polarity,
+                                      threshold=_given(args.threshold, SEIZURE_BURDEN_THRESHOLD),
+                                      chunk_windows=_given(args.chunk_windows, RECORDING_CHUNK_WINDOWS), **common)
+    else:
+        from .tasks.timeline import timeline
+        clinical = [o for o, v in (("--channel-map", args.channel_map), ("--allow-missing", args.allow_missing),
+                                   ("--invert-polarity", args.invert_polarity), ("--chunk-windows", args.chunk_windows),
+                                   ("--threshold", args.threshold)) if v not in (None, False)]
+        if clinical:
+            raise HMSInputError(f"{', '.join(clinical)}: options of --recording (a competition folder's files "
+                                f"have the 19 electrodes by name, in µV at 200 Hz)")
+        summary = timeline(data_dir=args.data_dir, split=args.split or "train", eeg_ids=args.eeg_id,
+                           all_recordings=args.all,
+                           chunk_recordings=_given(args.chunk_recordings, TIMELINE_CHUNK_RECORDINGS),
+                           spectrogram=args.spectrogram or "kaggle",
+                           **{**common, "heads": args.heads or "all"})
     return INCOMPLETE if summary["stopped"] else 0
+
+
+def _multitaper_check_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, required=True,
+                   help="competition folder with train.csv, train_eegs/, train_spectrograms/")
+    p.add_argument("--eeg-id", type=int, nargs="+", default=None, help="the recordings to compare (default: all)")
+    p.add_argument("--out", type=Path, default=None, help="folder for multitaper_check.json and .csv")
+    p.add_argument("--max-lag", type=int, default=4, metavar="SECONDS",
+                   help="try every lag from -SECONDS to SECONDS in 1-s steps (default 4)")
+
+
+def _multitaper_check(args: argparse.Namespace) -> int:
+    from .tasks.multitaper_check import multitaper_check
+    multitaper_check(data_dir=args.data_dir, eeg_ids=args.eeg_id, out=args.out, max_lag_s=args.max_lag)
+    return 0
 
 
 def _bundle_args(p: argparse.ArgumentParser) -> None:
@@ -494,10 +564,16 @@ COMMANDS: dict[str, Command] = {
                              _pseudo_labels_args, _pseudo_labels,
                              "python -m hms_infer pseudo-labels --data-dir hms --table train_folds.csv "
                              "--manifest stage1/weights_manifest.yaml --out oof_noisy_student.pkl"),
-    "timeline": Command("the ensemble's predictions along whole recordings, against the experts' labelled windows",
+    "timeline": Command("the ensemble along whole recordings: a competition folder's (against the experts' "
+                        "labels) or clinical EEG files' (EDF, BDF, ...: burden and trends)",
                         _timeline_args, _timeline,
                         "python -m hms_infer timeline --data-dir hms --eeg-id 1628180742 --stride 2 "
-                        "--manifest weights/weights_manifest.yaml --out timeline/"),
+                        "--manifest weights/weights_manifest.yaml --out timeline/\n  "
+                        "python -m hms_infer timeline --recording patient01.edf --manifest "
+                        "weights/weights_manifest.yaml --out patient01/"),
+    "multitaper-check": Command("how well the multitaper spectrogram rebuilt from each EEG matches the Kaggle "
+                                "spectrogram files of a training folder", _multitaper_check_args, _multitaper_check,
+                                "python -m hms_infer multitaper-check --data-dir hms --out multitaper_check/"),
     "bench": Command("time the end-to-end path on synthetic rows, stage by stage", _bench_args, _bench,
                      "python -m hms_infer bench --presets cfg_1,cfg_5 --rows 1 --device cpu --reference"),
     "report": Command("an HTML page per row (signals, images, every member, view and head) and a sortable index",

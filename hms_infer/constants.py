@@ -86,3 +86,47 @@ TIMELINE_FIGSIZE = (16.0, 8.0)
 
 # A competition folder without one of its data folders: the error lists at most FOLDER_LISTING of its entries.
 FOLDER_LISTING = 12
+
+# Clinical recordings (`hms_infer.recordings`, `timeline --recording`): EDF/BDF/BrainVision/EEGLAB/FIF/... via MNE.
+# Labels are compared case-insensitively after removing a known prefix and reference suffix; the modern 10-10 names
+# of four electrodes are the competition's older ones (MNE's own alias table maps T5/T6 to T9/T10: not used here).
+LABEL_PREFIXES: tuple[str, ...] = ("EEG ", "EEG-", "EEG_", "POL ", "POL-")
+LABEL_REFERENCES: tuple[str, ...] = ("-REF", "-LE", "-RE", "-AVG", "-AV", "-AR", "-M1", "-M2", "-A1", "-A2",
+                                     "-A12", "-LINKED", "-CAR")
+ELECTRODE_ALIASES: dict[str, str] = {"T7": "T3", "T8": "T4", "P7": "T5", "P8": "T6"}
+RECORDING_MIN_FS = 100.0  # Hz: below this, a recording cannot give the 200-Hz signal the models were trained on
+RATE_MAX_FACTOR = 1000  # resampling to 200 Hz as up / down with down <= this (a rate like 333.33 Hz: the nearest)
+RECORDING_CHECK_SPANS = 16  # a channel flat or NaN in every one of this many evenly spread 10-s spans is flat
+RECORDING_CHECK_SPAN_S = 10.0
+RECORDING_BLOCK_S = 60.0  # seconds of 200-Hz signal read (and resampled) at a time: memory does not grow with length
+RECORDING_CHUNK_WINDOWS = 1800  # windows per resumable part of a recording's segment (1 h at stride 2)
+# Multitaper reconstruction of the Kaggle spectrogram (Chronux-style, `recordings.multitaper`): 4-s windows every
+# 2 s, 3 DPSS tapers with time-half-bandwidth NW = 2, a 1024-point FFT, the bins k * 200 / 1024 for k = 3..102 (the
+# Kaggle columns' frequencies), each region the mean of its four bipolar chains' linear power.
+MULTITAPER_WINDOW_S = 4.0
+MULTITAPER_STEP_S = 2.0
+MULTITAPER_TAPERS = 3
+MULTITAPER_NW = 2.0
+MULTITAPER_NFFT = 1024
+MULTITAPER_FIRST_BIN = 3
+# Kaggle's column names are f"{0.59 + 0.195 i:.2f}" (i = 0..99), a rounded grid that is not the bins' k * 200 / 1024
+# (the names differ from them by up to 0.032 Hz, 0.16 of a bin; each name's nearest bin is k = 3 + i).
+KAGGLE_FIRST_HZ, KAGGLE_STEP_HZ = 0.59, 0.195
+# `multitaper-check`: Pearson r of log power per band (Hz, lower bound included)
+MULTITAPER_BANDS: dict[str, tuple[float, float]] = {"delta": (0.0, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0),
+                                                    "beta": (13.0, float("inf"))}
+# The spectrogram's four regions as the Kaggle files define them: each the mean of four bipolar chains `a - b`.
+SPECT_REGION_CHAINS: dict[str, tuple[tuple[str, str], ...]] = {
+    "LL": (("Fp1", "F7"), ("F7", "T3"), ("T3", "T5"), ("T5", "O1")),
+    "RL": (("Fp2", "F8"), ("F8", "T4"), ("T4", "T6"), ("T6", "O2")),
+    "RP": (("Fp2", "F4"), ("F4", "C4"), ("C4", "P4"), ("P4", "O2")),
+    "LP": (("Fp1", "F3"), ("F3", "C3"), ("C3", "P3"), ("P3", "O1")),
+}
+# Burden and trends (`recordings.burden`): a window counts towards the seizure burden when p(seizure) > this; a
+# recording's page lists at most TREND_MAX_WINDOW_ROWS windows (evenly thinned) and writes the texts of at most
+# TREND_MAX_ANNOTATION_TEXTS annotations on its figure (more: their lines only).
+SEIZURE_BURDEN_THRESHOLD = 0.5
+TREND_MAX_WINDOW_ROWS = 5000
+TREND_MAX_ANNOTATION_TEXTS = 40
+HEAD_CHOICES: tuple[str, ...] = ("all", "eeg")  # `all`: head_all; `eeg`: head_eeg + head_1d (no spectrogram)
+SPECTROGRAM_SOURCES: tuple[str, ...] = ("kaggle", "multitaper")

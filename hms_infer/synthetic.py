@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 
 from .constants import EEG_COLUMNS, EEG_FS, SPECT_FREQS, SPECT_REGIONS, VOTE_COLUMNS
+from .recordings.multitaper import kaggle_names
 
-SPECT_FREQ_NAMES = [f"{0.59 + 0.195 * i:.2f}" for i in range(SPECT_FREQS)]
+SPECT_FREQ_NAMES = kaggle_names()  # Kaggle's column names
 EXPERT_CONSENSUS = ("Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other")
 SEGMENT_S = 30  # a long recording changes its rhythms, gaps and flat channels about every SEGMENT_S seconds
 

@@ -16,6 +16,10 @@ Each window is cut from the recording read once (`data.read_eeg_recording` / `re
 model inputs are those of a test row holding the same window. DataLoader workers take whole recordings (recording i
 to worker i mod W) and yield batches that never span two recordings, so the batches, hence the numbers, do not
 depend on the number of workers; the batches go through `Ensemble.stream_logits`, the main command's path.
+
+`heads="eeg"` predicts from the two EEG-only heads (`window_probabilities`); `spectrogram="multitaper"` replaces the
+spectrogram file by the multitaper spectrogram of the recording's own EEG (`recordings.multitaper`), each window's
+300 frames centred on its 50 s. Clinical files (EDF, BDF, ...) stream through `recordings.windows` instead.
 """
 from __future__ import annotations
 
@@ -31,10 +35,10 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
-from .blending import blend
+from .blending import blend, eeg_heads
 from .constants import (
-    EEG_FS, EEG_WINDOW, ELECTRODES, SPECT_FRAMES, SPECT_FREQS, SPECT_REGIONS, SUBMISSION_ORDER,
-    TIMELINE_SHIFT_TOLERANCE_S, TIMELINE_STRIDE_S, VOTE_COLUMNS,
+    EEG_FS, EEG_WINDOW, ELECTRODES, HEAD_CHOICES, SPECT_FRAMES, SPECT_FREQS, SPECT_REGIONS, SPECTROGRAM_SOURCES,
+    SUBMISSION_ORDER, TIMELINE_SHIFT_TOLERANCE_S, TIMELINE_STRIDE_S, VOTE_COLUMNS,
 )
 from .data import (
     Competition, cut_eeg, cut_spectrogram, eeg_start, read_eeg_recording, read_spectrogram_recording,
@@ -44,6 +48,7 @@ from .errors import HMSInputError, UnusableInput
 from .loader import resolve_workers, worker_died
 from .metric import kl_divergence, no_votes, vote_probabilities
 from .preprocess import eeg_electrodes, spectrogram_image
+from .recordings.multitaper import multitaper_frames, window_frames
 from .runtime import RunStats
 
 if TYPE_CHECKING:
@@ -51,6 +56,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 QUALITY_COLUMNS = ("eeg_nan_share", "flat_channels", "spect_padded_frames")
+# a clinical recording's windows (`timeline --recording`) also count the electrodes the file lacks (NaN)
+RECORDING_QUALITY_COLUMNS = (*QUALITY_COLUMNS, "missing_channels")
 SKIPPED, DEGRADED, SHORT = "skipped", "degraded", "short"  # a recording's flags (none: "ok")
 
 
@@ -227,8 +234,10 @@ class RecordingWindows(IterableDataset):
     `(Piece, electrodes (n, 19, 10000), spect (n, 10, 300, 100))`, or `(Piece, None, None)` for a recording without
     usable EEG (skipped). An unusable spectrogram gives all-NaN spectrogram windows (the main command's `degraded`)."""
 
-    def __init__(self, comp: Competition, recordings: Sequence[Recording], step: int, batch_size: int):
+    def __init__(self, comp: Competition, recordings: Sequence[Recording], step: int, batch_size: int,
+                 spectrogram: str = "kaggle"):
         self.comp, self.recordings, self.step, self.batch_size = comp, list(recordings), step, batch_size
+        self.spectrogram = spectrogram
 
     def __iter__(self) -> Iterator[tuple[Piece, torch.Tensor | None, torch.Tensor | None]]:
         info = get_worker_info()
@@ -248,14 +257,18 @@ class RecordingWindows(IterableDataset):
                         flags=(SKIPPED,), notes=(f"{e.path}: {e.reason}",)), None, None
             return
         flags, notes = [], []
+        frames = multitaper_frames(eeg) if self.spectrogram == "multitaper" else None
         try:
-            spect = read_spectrogram_recording(comp.spectrogram_path(rec.spectrogram_id), where)
+            spect = None if frames is not None else \
+                read_spectrogram_recording(comp.spectrogram_path(rec.spectrogram_id), where)
         except UnusableInput as e:
             spect = None
             flags.append(DEGRADED)
             notes.append(f"{e.path}: {e.reason}: predicted from the EEG alone (all-NaN spectrogram windows)")
         read_s = time.perf_counter() - t0
         windows = plan_windows(rec, len(eeg), self.step, None if spect is None else spect[0])
+        if frames is not None:  # the test split's window: its EEG offset; the spectrogram follows it
+            windows = Windows(windows.start, windows.offset_s, windows.start / EEG_FS)
         if len(eeg) < EEG_WINDOW:
             flags.append(SHORT)
             notes.append(f"{comp.eeg_path(rec.eeg_id)}: {len(eeg)} samples ({len(eeg) / EEG_FS:g} s), shorter than "
@@ -276,7 +289,9 @@ class RecordingWindows(IterableDataset):
             for j, k in enumerate(range(a, b)):
                 raw = cut_eeg(eeg, int(windows.start[k]))
                 electrodes[j] = eeg_electrodes(raw)
-                if spect is None:
+                if frames is not None:  # centred on the EEG window (`multitaper.window_frames`)
+                    window, padded = window_frames(frames, float(windows.spect_offset_s[k]))
+                elif spect is None:
                     window, padded = np.full((SPECT_FRAMES, len(SPECT_REGIONS), SPECT_FREQS), np.nan, np.float32), \
                         SPECT_FRAMES
                 else:
@@ -381,13 +396,42 @@ def _finish(rec: Recording, first: Piece, pending: _Pending | None, member_names
     return result
 
 
+def check_heads(heads: str, spectrogram: str) -> None:
+    """`heads` one of `HEAD_CHOICES`, `spectrogram` one of `SPECTROGRAM_SOURCES`."""
+    if heads not in HEAD_CHOICES:
+        raise HMSInputError(f"--heads must be one of {list(HEAD_CHOICES)}, got {heads!r}")
+    if spectrogram not in SPECTROGRAM_SOURCES:
+        raise HMSInputError(f"--spectrogram must be one of {list(SPECTROGRAM_SOURCES)}, got {spectrogram!r}")
+
+
+def window_probabilities(ens: Ensemble, logits: torch.Tensor, heads: str = "all", members: bool = False
+                         ) -> tuple[np.ndarray, np.ndarray | None]:
+    """(M, n, V, 6) `head_all` logits (`heads` = eeg: (M, n, V, 4, 6), every head) -> (n, 6) blended probabilities
+    in `CLASSES` order and, with `members`, (M, n, 6) each member's alone. `eeg`: the EEG-only heads
+    (`blending.eeg_heads`) blended with the members' weights and the manifest's blend, without the temperatures
+    (fitted on `head_all`)."""
+    if heads == "eeg":
+        logits = eeg_heads(logits)
+        temperatures = [1.0] * len(ens.members)
+    else:
+        temperatures = [m.temperature for m in ens.members]
+    probs = blend(logits, [m.weight for m in ens.members], ens.blend_mode, temperatures).numpy()
+    each = None
+    if members:
+        each = np.stack([blend(logits[m:m + 1], [1.0], ens.blend_mode, [t]).numpy()
+                         for m, t in enumerate(temperatures)])
+    return probs, each
+
+
 def _results(ens: Ensemble, comp: Competition, recordings: Sequence[Recording], step: int, size: int, workers: int,
-             members: bool, stats: TimelineStats) -> Iterator[tuple[int, RecordingResult]]:
+             members: bool, stats: TimelineStats, heads: str, spectrogram: str
+             ) -> Iterator[tuple[int, RecordingResult]]:
     """`predict_recordings` with `workers` DataLoader workers."""
     cuda = any(d.type == "cuda" for d in ens.devices)
     names = [m.name for m in ens.members] if members else []
-    loader = DataLoader(RecordingWindows(comp, recordings, step, size), batch_size=None, num_workers=workers,
-                        collate_fn=_as_is, pin_memory=cuda, prefetch_factor=2 if workers else None)
+    loader = DataLoader(RecordingWindows(comp, recordings, step, size, spectrogram), batch_size=None,
+                        num_workers=workers, collate_fn=_as_is, pin_memory=cuda,
+                        prefetch_factor=2 if workers else None)
     skipped: list[Piece] = []
 
     def batches() -> Iterator[tuple[Piece, torch.Tensor, torch.Tensor]]:
@@ -400,16 +444,13 @@ def _results(ens: Ensemble, comp: Competition, recordings: Sequence[Recording], 
                 yield piece, electrodes, spect
 
     pending: dict[int, _Pending] = {}
-    for piece, logits in ens.stream_logits(batches(), size, stats):
+    for piece, logits in ens.stream_logits(batches(), size, stats, heads == "eeg"):
         while skipped:
             p = skipped.pop(0)
             yield p.index, _finish(recordings[p.index], p, None, names)
-        each = None
-        if members:
-            each = np.stack([blend(logits[m:m + 1], [1.0], ens.blend_mode, [mb.temperature]).numpy()
-                             for m, mb in enumerate(ens.members)])
+        probs, each = window_probabilities(ens, logits, heads, members)
         acc = pending.setdefault(piece.index, _Pending(piece))
-        if acc.add(piece, ens.blend(logits), each):
+        if acc.add(piece, probs, each):
             del pending[piece.index]
             yield piece.index, _finish(recordings[piece.index], acc.first, acc, names)
     for p in skipped:
@@ -419,13 +460,16 @@ def _results(ens: Ensemble, comp: Competition, recordings: Sequence[Recording], 
 def predict_recordings(ens: Ensemble, comp: Competition, recordings: Sequence[Recording],
                        stride: float = TIMELINE_STRIDE_S,
                        batch_size: int | str = "auto", num_workers: int | str = "auto", members: bool = False,
-                       stats: TimelineStats | None = None, progress: bool = True
-                       ) -> Iterator[tuple[int, RecordingResult]]:
+                       stats: TimelineStats | None = None, progress: bool = True, heads: str = "all",
+                       spectrogram: str = "kaggle") -> Iterator[tuple[int, RecordingResult]]:
     """(position in `recordings`, its result) for each recording, as each completes; a recording without usable EEG
     gives an empty frame and the flag `skipped`. `members`: each member's probabilities too (the ensemble's blend
-    of that member alone). A DataLoader worker that dies (killed for memory, say) is replaced by reading the
-    recordings not yet done in this process (the same batches, so the same numbers)."""
+    of that member alone). `heads`: `all` (head_all) or `eeg` (the EEG-only heads, `window_probabilities`);
+    `spectrogram`: `kaggle` (the files') or `multitaper` (rebuilt from the EEG, `recordings.multitaper`). A
+    DataLoader worker that dies (killed for memory, say) is replaced by reading the recordings not yet done in this
+    process (the same batches, so the same numbers)."""
     step = stride_samples(stride)
+    check_heads(heads, spectrogram)
     size = ens.batch_size(batch_size)
     workers = min(resolve_workers(num_workers), len(recordings))
     stats = stats if stats is not None else TimelineStats()
@@ -435,7 +479,8 @@ def predict_recordings(ens: Ensemble, comp: Competition, recordings: Sequence[Re
     done: set[int] = set()
     try:
         try:
-            for i, result in _results(ens, comp, recordings, step, size, workers, members, stats):
+            for i, result in _results(ens, comp, recordings, step, size, workers, members, stats, heads,
+                                      spectrogram):
                 done.add(i)
                 bar.update(1)
                 yield i, result
@@ -444,7 +489,8 @@ def predict_recordings(ens: Ensemble, comp: Competition, recordings: Sequence[Re
             if not worker_died(e, workers, "recordings"):
                 raise
         rest = [i for i in range(len(recordings)) if i not in done]
-        for k, result in _results(ens, comp, [recordings[i] for i in rest], step, size, 0, members, stats):
+        for k, result in _results(ens, comp, [recordings[i] for i in rest], step, size, 0, members, stats, heads,
+                                  spectrogram):
             bar.update(1)
             yield rest[k], result
     finally:
@@ -453,12 +499,12 @@ def predict_recordings(ens: Ensemble, comp: Competition, recordings: Sequence[Re
 
 def recording_timeline(ens: Ensemble, comp: Competition, eeg_id: int, stride: float = TIMELINE_STRIDE_S,
                        members: bool = False,
-                       batch_size: int | str = "auto", num_workers: int | str = 0, progress: bool = False
-                       ) -> RecordingResult:
+                       batch_size: int | str = "auto", num_workers: int | str = 0, progress: bool = False,
+                       heads: str = "all", spectrogram: str = "kaggle") -> RecordingResult:
     """One recording's result; a recording without usable EEG is an `HMSInputError` saying why."""
     (rec,) = plan_recordings(comp, [eeg_id])
     [(_, result)] = list(predict_recordings(ens, comp, [rec], stride, batch_size, num_workers, members,
-                                            progress=progress))
+                                            progress=progress, heads=heads, spectrogram=spectrogram))
     if SKIPPED in result.summary["status"]:
         raise HMSInputError(f"eeg_id {eeg_id}: no usable EEG: {result.summary['notes'][0]}")
     return result
@@ -466,10 +512,11 @@ def recording_timeline(ens: Ensemble, comp: Competition, eeg_id: int, stride: fl
 
 def timeline_frame(ensemble: Ensemble, competition: Competition, eeg_id: int, stride: float = TIMELINE_STRIDE_S,
                    members: bool = False, batch_size: int | str = "auto", num_workers: int | str = 0,
-                   progress: bool = False) -> pd.DataFrame:
+                   progress: bool = False, heads: str = "all", spectrogram: str = "kaggle") -> pd.DataFrame:
     """The ensemble's prediction along recording `eeg_id`: one row per 50-s window of its EEG every `stride`
     seconds (train split: plus its labelled offsets; test split: the row's own window), with `eeg_id`, `offset_s`,
     the six probabilities (the submission's columns), with `members` each member's (`<member>/<column>`), and the
-    window's input quality (`eeg_nan_share`, `flat_channels`, `spect_padded_frames`). Each file is read once."""
+    window's input quality (`eeg_nan_share`, `flat_channels`, `spect_padded_frames`). Each file is read once.
+    `heads`, `spectrogram`: see `predict_recordings`."""
     return recording_timeline(ensemble, competition, eeg_id, stride, members, batch_size, num_workers,
-                              progress).frame
+                              progress, heads, spectrogram).frame

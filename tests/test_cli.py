@@ -33,7 +33,7 @@ def test_help_lists_every_command_with_one_line_and_an_example(capsys):
         assert re.search(rf"^  {re.escape(name)} +{re.escape(command.summary)}$", listing, re.M), name
     assert text.rstrip().endswith(COMMANDS["predict"].example)
     assert {"predict", "inputs", "manifest", "convert", "score", "parity", "fit-weights", "evaluate", "pseudo-labels",
-            "timeline", "bench", "report", "demo", "bundle"} == set(COMMANDS)
+            "timeline", "multitaper-check", "bench", "report", "demo", "bundle"} == set(COMMANDS)
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
@@ -94,7 +94,7 @@ def test_the_package_names_are_lazy_and_complete():
     assert set(hms_infer._EXPORTS) == set(hms_infer.__all__)  # the lazy table and the written-out list agree
     assert hms_infer.__all__ == ["CLASSES", "SUBMISSION_HEADER", "VIEWS", "Competition", "Ensemble", "blend",
                                  "predict", "evaluate", "HMSInputError", "Manifest", "Member", "load_manifest",
-                                 "PRESETS", "ArchConfig", "HMSModel", "create_model", "RunOptions"]
+                                 "PRESETS", "ArchConfig", "HMSModel", "create_model", "RunOptions", "read_recording"]
     with pytest.raises(AttributeError, match="module 'hms_infer' has no attribute 'nope'"):
         hms_infer.nope
 

@@ -73,9 +73,11 @@ class HMSModel(nn.Module):
         return self
 
     @torch.no_grad()
-    def spread_head(self, eeg: torch.Tensor, spect: torch.Tensor, spread: float, seed: int = 0) -> "HMSModel":
-        """Redraw `head_all` so that its logits on these B >= 2 inputs (eeg (B, 24, 10000), spect (B, 10, 300, 100))
-        vary across rows and classes with a standard deviation of about `spread`.
+    def spread_head(self, eeg: torch.Tensor, spect: torch.Tensor, spread: float, seed: int = 0,
+                    head: str = "head_all") -> "HMSModel":
+        """Redraw `head` (`head_all`, or an auxiliary head: `head_spect`, `head_eeg`, `head_1d`) so that its logits
+        on these B >= 2 inputs (eeg (B, 24, 10000), spect (B, 10, 300, 100)) vary across rows and classes with a
+        standard deviation of about `spread`.
 
         A random backbone's features hardly depend on its input (across rows they vary by 2-5% of their size), so
         a scaled head gives every row the same probabilities. The new head is a random projection of the features
@@ -84,8 +86,9 @@ class HMSModel(nn.Module):
         """
         if len(eeg) < 2:
             raise ValueError(f"spread_head needs two rows at least: {len(eeg)} rows")
+        layer = getattr(self, head)
         features = []
-        hook = self.head_all.register_forward_hook(lambda _module, args, _out: features.append(args[0]))
+        hook = layer.register_forward_hook(lambda _module, args, _out: features.append(args[0]))
         try:
             self(eeg, spect)
         finally:
@@ -95,11 +98,11 @@ class HMSModel(nn.Module):
         if size == 0:
             raise ValueError(f"spread_head needs inputs whose features differ: {len(f)} rows give the same")
         g = torch.Generator().manual_seed(seed)
-        weight = torch.randn(self.head_all.out_features, f.shape[1], generator=g, dtype=torch.float64)
+        weight = torch.randn(layer.out_features, f.shape[1], generator=g, dtype=torch.float64)
         weight *= spread / (size * f.shape[1] ** 0.5)
-        bias = spread * torch.randn(self.head_all.out_features, generator=g, dtype=torch.float64) - weight @ f.mean(0)
-        self.head_all.weight.copy_(weight)
-        self.head_all.bias.copy_(bias)
+        bias = spread * torch.randn(layer.out_features, generator=g, dtype=torch.float64) - weight @ f.mean(0)
+        layer.weight.copy_(weight)
+        layer.bias.copy_(bias)
         return self
 
     @staticmethod

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..budget import check_time_limit
-from ..constants import TIMELINE_CHUNK_RECORDINGS, TIMELINE_STRIDE_S
+from ..constants import TIMELINE_CHUNK_RECORDINGS, TIMELINE_STRIDE_S, VOTE_COLUMNS
 from ..data import Competition
 from ..ensemble import Ensemble
 from ..errors import HMSInputError
@@ -37,11 +37,13 @@ from ..options import RunOptions
 from ..report import drawing_module
 from ..sharding import Parts, Shard, fingerprint, member_key
 from ..timeline import (
-    DEGRADED, SHORT, SKIPPED, RecordingResult, TimelineStats, plan_recordings, predict_recordings, stride_samples,
+    DEGRADED, SHORT, SKIPPED, RecordingResult, TimelineStats, check_heads, plan_recordings, predict_recordings,
+    stride_samples,
 )
 
 log = logging.getLogger(__name__)
 PARTS = "timeline.parts"
+LABELS = "labels.csv"
 
 
 def write_part(parts: Parts, k: int, results: Sequence[RecordingResult]) -> tuple[pd.DataFrame, list[dict]]:
@@ -71,6 +73,17 @@ def read_part(parts: Parts, k: int, n_recordings: int) -> tuple[pd.DataFrame, li
     return frame, summaries
 
 
+def write_labels(path: Path, summaries: Sequence[dict]) -> pd.DataFrame:
+    """The probabilities at every labelled window with finite ones: label_id, eeg_id and the six vote columns, in
+    the recordings' order (a prediction set of the `submission` layout for `evaluate`); written atomically."""
+    rows = [{"label_id": lab["label_id"], "eeg_id": s["eeg_id"], **dict(zip(VOTE_COLUMNS, lab["probs"]))}
+            for s in summaries for lab in s["labels"] if lab["probs"] is not None and np.isfinite(lab["probs"]).all()]
+    frame = pd.DataFrame(rows, columns=["label_id", "eeg_id", *VOTE_COLUMNS])
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return frame
+
+
 def _check(eeg_ids: Sequence[int] | None, all_recordings: bool, at: float | None, chunk_recordings: int,
            time_limit: float | None) -> None:
     if all_recordings and eeg_ids:
@@ -97,11 +110,17 @@ def timeline(*, data_dir: str | Path, out: str | Path, manifest: str | Path | Ma
              eeg_ids: Sequence[int] | None = None, all_recordings: bool = False, stride: float = TIMELINE_STRIDE_S,
              at: float | None = None, members: bool = False, weights_dir: str | Path | None = None,
              options: RunOptions | None = None, time_limit: float | None = None,
-             chunk_recordings: int = TIMELINE_CHUNK_RECORDINGS, **run: Any) -> dict:
+             chunk_recordings: int = TIMELINE_CHUNK_RECORDINGS, heads: str = "all", spectrogram: str = "kaggle",
+             **run: Any) -> dict:
     """Predict every window of the recordings `eeg_ids` (or, `all_recordings`, the table's) and write `out/` (module
     docstring); return a summary: `recordings`, `windows`, `computed`, `skipped`, `degraded`, `short`,
     `padded_windows`, `parts`, `parts_on_disk`, `stopped`, `written`, `seconds`, `windows_per_s`, `read_share`,
     `wait_share`, and `report` (the lines it logs).
+
+    `heads`: `all` (head_all, the prediction) or `eeg` (the EEG-only heads, `timeline.window_probabilities`);
+    `spectrogram`: `kaggle` (the files) or `multitaper` (rebuilt from each EEG, `recordings.multitaper`). On the
+    train split `out/labels.csv` holds the probabilities at the labelled windows (label_id, eeg_id, the six vote
+    columns: `evaluate --submission NAME=out/labels.csv` scores them).
 
     Options, the table, the recordings and the output folder are checked before the models load: an unknown
     eeg_id, a recording whose label rows disagree on the spectrogram or its shift, a bad stride are one-line errors.
@@ -114,13 +133,15 @@ def timeline(*, data_dir: str | Path, out: str | Path, manifest: str | Path | Ma
     pages = drawing_module("timeline", "the timeline's pages need")
     _check(eeg_ids, all_recordings, at, chunk_recordings, time_limit)
     stride_samples(stride)
+    check_heads(heads, spectrogram)
     comp = Competition(data_dir, split)
     recordings = plan_recordings(comp, None if all_recordings else eeg_ids)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise HMSInputError(f"{out}: is a file; --out is the timeline's folder")
     parquet, index, report_path = out / "timeline.parquet", out / "index.html", out / "timeline.json"
-    for path in (parquet, index, report_path):
+    labels_path = out / LABELS
+    for path in (parquet, index, report_path, labels_path):
         check_writable(path)
     part = Shard.resolve(options.shard)
     workers = resolve_workers(options.num_workers)
@@ -132,7 +153,7 @@ def timeline(*, data_dir: str | Path, out: str | Path, manifest: str | Path | Ma
     chunks = [range(a, min(a + chunk_recordings, len(recordings))) for a in range(0, len(recordings), chunk_recordings)]
     key = fingerprint(split, [asdict(r) for r in recordings], stride, at, members,
                       [member_key(m, weights_dir) for m in manifest.members], ens.views, ens.blend_mode,
-                      ens.precision, size, chunk_recordings)
+                      ens.precision, size, chunk_recordings, heads, spectrogram)
     parts = Parts(out / PARTS, key)
     have = {k: found for k, c in enumerate(chunks) if (found := read_part(parts, k, len(c))) is not None}  # read once
     on_disk = set(have)
@@ -145,7 +166,7 @@ def timeline(*, data_dir: str | Path, out: str | Path, manifest: str | Path | Ma
     pages_s = 0.0
     stopped = False
     stream = predict_recordings(ens, comp, [recordings[i] for i in order], stride, size, workers, members, stats,
-                                progress)
+                                progress, heads, spectrogram)
     try:
         for j, result in stream:
             i = order[j]
@@ -199,9 +220,12 @@ def timeline(*, data_dir: str | Path, out: str | Path, manifest: str | Path | Ma
     summaries = sorted(summaries, key=lambda s: s["eeg_id"])
     about = (f"{comp.table_name}, {len(ens.members)} members ({', '.join(m.name for m in ens.members)}) x "
              f"{len(ens.views)} views ({', '.join(ens.views)}); windows every {stride:g} s"
-             + (f"; --at {at:g} s" if at is not None else "") + ".")
+             + (f"; --at {at:g} s" if at is not None else "") + f"; heads {heads}, {spectrogram} spectrogram.")
     write_text_atomic(index, pages.index_page(summaries, stride, about))
-    write_text_atomic(report_path, json.dumps({"split": split, "stride_s": stride, "at_s": at,
+    if split == "train":
+        write_labels(labels_path, summaries)
+    write_text_atomic(report_path, json.dumps({"split": split, "stride_s": stride, "at_s": at, "heads": heads,
+                                               "spectrogram": spectrogram,
                                                "members": [m.name for m in ens.members], "views": list(ens.views),
                                                "windows": len(frame), "recordings": summaries}, indent=1) + "\n")
     parts.remove()
