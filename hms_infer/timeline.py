@@ -357,23 +357,41 @@ def summarise(rec: Recording, frame: pd.DataFrame, rows: int | None, flags: Sequ
             "max_kl_offset_s": None if worst is None else worst["offset_s"]}
 
 
-class _Pending:
-    """A recording's pieces as they arrive, in order (one worker yields them)."""
+class WindowAccumulator:
+    """`count` windows' batches as they arrive, in order (one worker yields them): offsets, quality, probabilities
+    and each member's; `add` says when the last one is in."""
 
-    def __init__(self, first: Piece):
-        self.first = first
-        self.offsets, self.quality, self.probs = [], [], []
+    def __init__(self, count: int):
+        self.count, self.done = count, 0
+        self.offsets: list[np.ndarray] = []
+        self.quality: list[np.ndarray] = []
+        self.probs: list[np.ndarray] = []
         self.members: list[np.ndarray] = []
-        self.done = 0
 
-    def add(self, piece: Piece, probs: np.ndarray, members: np.ndarray | None) -> bool:
-        self.offsets.append(piece.offset_s)
-        self.quality.append(piece.quality)
+    def add(self, offset_s: np.ndarray, quality: np.ndarray, probs: np.ndarray, members: np.ndarray | None) -> bool:
+        self.offsets.append(offset_s)
+        self.quality.append(quality)
         self.probs.append(probs)
         if members is not None:
             self.members.append(members)
-        self.done += len(piece.offset_s)
-        return self.done == piece.windows
+        self.done += len(offset_s)
+        return self.done == self.count
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """`offset_s` (W,), `quality` (W, Q), `probs` (W, 6) and, when given, `members` (M, W, 6)."""
+        out = {"offset_s": np.concatenate(self.offsets), "quality": np.concatenate(self.quality),
+               "probs": np.concatenate(self.probs)}
+        if self.members:
+            out["members"] = np.concatenate(self.members, axis=1)
+        return out
+
+
+class _Pending(WindowAccumulator):
+    """A recording's pieces as they arrive, and its first piece (its sample count, flags, notes)."""
+
+    def __init__(self, first: Piece):
+        super().__init__(first.windows)
+        self.first = first
 
 
 def _finish(rec: Recording, first: Piece, pending: _Pending | None, member_names: Sequence[str]) -> RecordingResult:
@@ -382,10 +400,9 @@ def _finish(rec: Recording, first: Piece, pending: _Pending | None, member_names
         frame = window_frame(rec.eeg_id, np.zeros(0), np.zeros((0, 6)), quality,
                              {m: np.zeros((0, 6)) for m in member_names})
     else:
-        members = np.concatenate(pending.members, axis=1) if pending.members else None  # (M, W, 6)
-        frame = window_frame(rec.eeg_id, np.concatenate(pending.offsets), np.concatenate(pending.probs),
-                             np.concatenate(pending.quality),
-                             None if members is None else dict(zip(member_names, members)))
+        got = pending.arrays()
+        frame = window_frame(rec.eeg_id, got["offset_s"], got["probs"], got["quality"],
+                             dict(zip(member_names, got["members"])) if "members" in got else None)
     result = RecordingResult(rec, frame, summarise(rec, frame, first.rows, first.flags, first.notes))
     padded = result.summary["padded_windows"]
     for note in first.notes:
@@ -394,6 +411,12 @@ def _finish(rec: Recording, first: Piece, pending: _Pending | None, member_names
         log.info("eeg_id %d: %d of %d windows have NaN-padded spectrogram frames (their 10 minutes run off the "
                  "spectrogram file)", rec.eeg_id, padded, len(frame))
     return result
+
+
+def run_description(ens: Ensemble, batch_size: int) -> str:
+    """`M members x V views on <devices> <precision>, batch B`: how a run computed (its summary line)."""
+    devices = ",".join(str(d) for d in ens.devices)
+    return f"{len(ens.members)} members x {len(ens.views)} views on {devices} {ens.precision}, batch {batch_size}"
 
 
 def check_heads(heads: str, spectrogram: str) -> None:
@@ -450,7 +473,7 @@ def _results(ens: Ensemble, comp: Competition, recordings: Sequence[Recording], 
             yield p.index, _finish(recordings[p.index], p, None, names)
         probs, each = window_probabilities(ens, logits, heads, members)
         acc = pending.setdefault(piece.index, _Pending(piece))
-        if acc.add(piece, probs, each):
+        if acc.add(piece.offset_s, piece.quality, probs, each):
             del pending[piece.index]
             yield piece.index, _finish(recordings[piece.index], acc.first, acc, names)
     for p in skipped:

@@ -136,6 +136,7 @@ def test_edf_bdf_within_the_quantisation_bound(case, tmp_path, bdf):
     bound = 3 * np.abs(probs(pd.read_parquet(out / "timeline.parquet")) - clean).max()
     err = np.abs(probs(frame) - clean).max()
     assert step.max() < (0.1 if not bdf else 0.1 / 256)  # this signal spans about +-2500 µV
+    print(f"{path.name}: step <= {step.max():.3g} µV, max |dprob| {err:.3g}, bound {bound:.3g}")
     assert 0 < err <= bound, (err, bound)
 
 
@@ -188,6 +189,7 @@ def test_higher_rates_resampled_to_200_hz(case, tmp_path):
               for fs in (200, 256, 500)}
     for fs in (256, 500):
         err = np.abs(probs(frames[fs]) - probs(frames[200])).max()
+        print(f"{fs} Hz: max |dprob| {err:.3g} against the 200-Hz file")
         assert err <= 2e-3, (fs, err)
         assert frames[fs]["offset_s"].tolist() == frames[200]["offset_s"].tolist()
     steps = json.loads((tmp_path / "256" / "timeline.json").read_text())["recordings"][0]["steps"]

@@ -38,7 +38,7 @@ from ..report import drawing_module
 from ..sharding import Parts, Shard, fingerprint, member_key
 from ..timeline import (
     DEGRADED, SHORT, SKIPPED, RecordingResult, TimelineStats, check_heads, plan_recordings, predict_recordings,
-    stride_samples,
+    run_description, stride_samples,
 )
 
 log = logging.getLogger(__name__)
@@ -189,8 +189,7 @@ def timeline(*, data_dir: str | Path, out: str | Path, manifest: str | Path | Ma
     dt = time.perf_counter() - t1
     part.barrier()
 
-    devices = ",".join(str(d) for d in ens.devices)
-    how = f"{len(ens.members)} members x {len(ens.views)} views on {devices} {ens.precision}, batch {size}"
+    how = run_description(ens, size)
     input_s = stats.read_s + stats.prep_s
     predict_s = max(dt - pages_s, 1e-9)
     summary = {"recordings": len(recordings), "computed": computed, "parts": len(chunks),

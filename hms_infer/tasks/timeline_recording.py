@@ -52,7 +52,9 @@ from ..recordings.reader import ClinicalRecording, find_recordings, mne_module
 from ..recordings.windows import FRAME_STEP, QUALITY, Piece, ReadOptions, Unit, WindowStream, needed
 from ..report import drawing_module
 from ..sharding import Parts, Shard, fingerprint, member_key
-from ..timeline import TimelineStats, stride_samples, window_count, window_probabilities
+from ..timeline import (
+    TimelineStats, WindowAccumulator, run_description, stride_samples, window_count, window_probabilities,
+)
 from .timeline import PARTS
 
 log = logging.getLogger(__name__)
@@ -158,30 +160,6 @@ def _stream(ens: Ensemble, paths: Sequence[Path], options: ReadOptions, units: S
         yield todo[p.unit], p, None, None
 
 
-class _Unit:
-    """A unit's batches as they arrive (one worker sends them, in order)."""
-
-    def __init__(self, count: int):
-        self.count, self.done = count, 0
-        self.offsets, self.quality, self.probs, self.members = [], [], [], []
-
-    def add(self, piece: Piece, probs: np.ndarray, members: np.ndarray | None) -> bool:
-        self.offsets.append(piece.offset_s)
-        self.quality.append(piece.quality)
-        self.probs.append(probs)
-        if members is not None:
-            self.members.append(members)
-        self.done += len(piece.offset_s)
-        return self.done == self.count
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        out = {"offset_s": np.concatenate(self.offsets), "quality": np.concatenate(self.quality),
-               "probs": np.concatenate(self.probs)}
-        if self.members:
-            out["members"] = np.concatenate(self.members, axis=1)
-        return out
-
-
 def _compute(ens: Ensemble, paths: Sequence[Path], options: ReadOptions, units: Sequence[Unit], todo: Sequence[int],
              step: int, size: int, multitaper: bool, heads: str, members: bool, workers: int, stats: TimelineStats,
              progress: bool) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
@@ -190,7 +168,7 @@ def _compute(ens: Ensemble, paths: Sequence[Path], options: ReadOptions, units: 
     this process (the same batches, so the same numbers)."""
     bar = tqdm(total=sum(units[k].count for k in todo), desc="hms_infer timeline", unit="window",
                disable=not progress)
-    pending: dict[int, _Unit] = {}
+    pending: dict[int, WindowAccumulator] = {}
     done: set[int] = set()
     try:
         rest = list(todo)
@@ -204,8 +182,8 @@ def _compute(ens: Ensemble, paths: Sequence[Path], options: ReadOptions, units: 
                         yield k, {"error": np.array(piece.error)}
                         continue
                     bar.update(len(piece.offset_s))
-                    acc = pending.setdefault(k, _Unit(units[k].count))
-                    if acc.add(piece, probs, each):
+                    acc = pending.setdefault(k, WindowAccumulator(units[k].count))
+                    if acc.add(piece.offset_s, piece.quality, probs, each):
                         done.add(k)
                         yield k, pending.pop(k).arrays()
                 return
@@ -389,9 +367,7 @@ def timeline_recordings(*, recording: str | Path, out: str | Path, manifest: str
     dt = time.perf_counter() - t1
     part.barrier()
 
-    devices = ",".join(str(d) for d in ens.devices)
-    how = (f"{len(ens.members)} members x {len(ens.views)} views on {devices} {ens.precision}, batch {size}, heads "
-           f"{heads}" + (", multitaper spectrogram" if multitaper else ""))
+    how = run_description(ens, size) + f", heads {heads}" + (", multitaper spectrogram" if multitaper else "")
     input_s = stats.read_s + stats.prep_s
     summary = {"recordings": len(paths), "skipped": len(skipped), "units": len(units), "units_on_disk": len(on_disk),
                "computed": computed, "stopped": stopped, "written": False, "seconds": round(dt, 3),
