@@ -476,9 +476,11 @@ def _timeline(args: argparse.Namespace) -> int:
                                       chunk_windows=_given(args.chunk_windows, RECORDING_CHUNK_WINDOWS), **common)
     else:
         from .tasks.timeline import timeline
-        clinical = [o for o, v in (("--channel-map", args.channel_map), ("--allow-missing", args.allow_missing),
-                                   ("--invert-polarity", args.invert_polarity), ("--chunk-windows", args.chunk_windows),
-                                   ("--threshold", args.threshold)) if v not in (None, False)]
+        clinical = [o for o, given in (("--channel-map", args.channel_map is not None),
+                                       ("--allow-missing", args.allow_missing),
+                                       ("--invert-polarity", args.invert_polarity),
+                                       ("--chunk-windows", args.chunk_windows is not None),
+                                       ("--threshold", args.threshold is not None)) if given]
         if clinical:
             raise HMSInputError(f"{', '.join(clinical)}: options of --recording (a competition folder's files "
                                 f"have the 19 electrodes by name, in µV at 200 Hz)")

@@ -17,7 +17,7 @@ from hms_infer.data import read_eeg_recording, read_spectrogram_recording
 from hms_infer.errors import HMSInputError
 from hms_infer.recordings.multitaper import (
     BIN_HZ, frame_count, frame_times, frequencies, kaggle_columns, kaggle_names, multitaper_frames, nearest_bins,
-    region_chains, tapers, to_kaggle_frame, window_frames,
+    region_chains, tapers, to_kaggle_frame, window_first_frame, window_frames,
 )
 from hms_infer.synthetic import write_recording
 from hms_infer.tasks.multitaper_check import multitaper_check
@@ -123,6 +123,18 @@ def test_window_frames_centring_and_padding():
     window, padded = window_frames(np.concatenate([power, power + 200]), 300.0)
     assert padded == 0 and window[0, 0, 0] == 12 and window[-1, 0, 0] == 311
     assert window_frames(power[:0], 100.0)[1] == 300
+    # odd offsets always round the same way (half up): 275 -> 0, 277 -> 1, 279 -> 2 (round-half-even: 0, 0, 2)
+    assert [window_first_frame(o) for o in (275.0, 277.0, 279.0, 1.0, 3.0)] == [0, 1, 2, -137, -136]
+    # frames first .. first + F - 1 of a longer signal: the same window as from the whole signal's frames
+    whole = np.concatenate([power, power + 200])
+    for offset in (0.0, 300.0, 700.0):
+        j0 = max(window_first_frame(offset), 0)
+        got = window_frames(whole[j0:j0 + 300], offset, j0, len(whole))
+        want = window_frames(whole, offset)
+        np.testing.assert_array_equal(got[0], want[0])
+        assert got[1] == want[1]
+    with pytest.raises(ValueError, match="frames 12 .. 311 needed"):
+        window_frames(whole[20:], 300.0, 20, len(whole))
 
 
 def test_nan_chains_are_left_out():

@@ -375,3 +375,23 @@ def test_a_file_failing_while_read(case, tmp_path, capsys, monkeypatch):
     assert "Traceback" not in err
     assert re.fullmatch(rf"hms_infer: error: {re.escape(str(folder / 'b.fif'))}: MNE failed reading samples "
                         r"\d+\.\.\d+ \(injected\)", err.splitlines()[-1]), err
+
+
+def test_the_fingerprint_sees_every_file_of_a_recording(tmp_path):
+    """A BrainVision recording is its .vhdr, .vmrk and .eeg: rewriting its data file changes the run's key (its
+    parts are not reused); a file of another stem does not."""
+    import os
+
+    from hms_infer.tasks.timeline_recording import file_key
+
+    from .recording_files import write_brainvision
+
+    x = np.zeros((1000, 19))
+    header = write_brainvision(tmp_path / "rec.vhdr", x, ELECTRODES, 200)
+    write_brainvision(tmp_path / "other.vhdr", x, ELECTRODES, 200)
+    key = file_key(header)
+    assert [k[0] for k in key[1:]] == ["rec.eeg", "rec.vhdr", "rec.vmrk"]
+    os.utime(tmp_path / "other.eeg", ns=(1, 1))
+    assert file_key(header) == key
+    os.utime(tmp_path / "rec.eeg", ns=(1, 1))
+    assert file_key(header) != key

@@ -174,5 +174,8 @@ def test_bad_heads_options(case, tmp_path, capsys):
     assert main(["timeline", "--data-dir", str(case["data"]), "--all", "--manifest", str(case["manifest"]),
                  "--threshold", "0.4", "--chunk-windows", "9", "--out", str(tmp_path / "x")]) == 2
     assert "--chunk-windows, --threshold: options of --recording" in capsys.readouterr().err
+    assert main(["timeline", "--data-dir", str(case["data"]), "--all", "--manifest", str(case["manifest"]),
+                 "--threshold", "0", "--out", str(tmp_path / "x")]) == 2  # 0 is given too
+    assert "--threshold: options of --recording" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
     assert CLASSES[SUBMISSION_ORDER[0]] == "seizure"
