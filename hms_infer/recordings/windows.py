@@ -132,14 +132,14 @@ class SignalBuffer:
         return window_frames(self.frames, offset_s, self.frame_first, self.frames_total)
 
 
-def needed(offsets_start: int, offsets_stop: int, spectrogram: bool) -> tuple[int, int]:
-    """Samples [lo, hi) that windows starting at samples offsets_start .. offsets_stop need (inclusive)."""
+def needed(start: int, spectrogram: bool) -> tuple[int, int]:
+    """Samples [lo, hi) the window starting at sample `start` needs: its 50 s and, with the multitaper spectrogram,
+    the frames of its 300 (from the segment's frame grid)."""
     if not spectrogram:
-        return offsets_start, offsets_stop + EEG_WINDOW
-    j_lo = window_first_frame(offsets_start / EEG_FS)
-    j_hi = window_first_frame(offsets_stop / EEG_FS) + SPECT_FRAMES - 1
-    return (max(min(offsets_start, j_lo * FRAME_STEP), 0),
-            max(offsets_stop + EEG_WINDOW, j_hi * FRAME_STEP + FRAME_LENGTH))
+        return start, start + EEG_WINDOW
+    j0 = window_first_frame(start / EEG_FS)
+    return (max(min(start, j0 * FRAME_STEP), 0),
+            max(start + EEG_WINDOW, (j0 + SPECT_FRAMES - 1) * FRAME_STEP + FRAME_LENGTH))
 
 
 @dataclass
@@ -172,7 +172,7 @@ class WindowStream(IterableDataset):
             try:
                 if at != (unit.file, unit.segment, unit.first):
                     recording = self._recording(unit.file)
-                    lo, _ = needed(unit.first * self.step, unit.first * self.step, self.spectrogram)
+                    lo, _ = needed(unit.first * self.step, self.spectrogram)
                     buffer = SignalBuffer(recording, unit.segment, lo, self.spectrogram)
                 yield from self._unit(i, unit, buffer)
                 at = (unit.file, unit.segment, unit.first + unit.count)
@@ -198,7 +198,7 @@ class WindowStream(IterableDataset):
             quality = np.zeros((b - a, len(QUALITY)))
             for j, k in enumerate(range(a, b)):  # window by window: the buffer holds one window's needs
                 start = k * self.step
-                buffer.fill(needed(start, start, self.spectrogram)[1])
+                buffer.fill(needed(start, self.spectrogram)[1])
                 raw = buffer.window(start)
                 electrodes[j] = eeg_electrodes(raw)
                 quality[j, :2] = eeg_quality(raw)
@@ -209,7 +209,7 @@ class WindowStream(IterableDataset):
                     images[j], quality[j, 2] = zeros, SPECT_FRAMES
                 quality[j, 3] = missing
                 nxt = start + self.step
-                buffer.drop(needed(nxt, nxt, self.spectrogram)[0], window_first_frame(nxt / EEG_FS))
+                buffer.drop(needed(nxt, self.spectrogram)[0], window_first_frame(nxt / EEG_FS))
             read_s = buffer.read_s - read0
             prep_s = time.perf_counter() - t - read_s
             offsets = np.arange(a, b) * self.step / EEG_FS

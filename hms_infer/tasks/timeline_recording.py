@@ -252,7 +252,7 @@ def zoom_window(ens: Ensemble, recording: ClinicalRecording, frame: pd.DataFrame
         power = np.full((SPECT_FRAMES, len(SPECT_REGIONS), SPECT_FREQS), np.nan, np.float32)  # none: all NaN
         if multitaper:  # the frames around the window (from the segment's frame grid): its 300 (times 1 ... 599 s)
             samples = recording.segments[segment].samples
-            lo, hi = needed(start, start, True)
+            lo, hi = needed(start, True)
             frames = multitaper_frames(recording.read(segment, lo, min(hi, samples)))
             power, _ = window_frames(frames, start / EEG_FS, lo // FRAME_STEP, frame_count(samples))
         to_kaggle_frame(1.0 + 2 * np.arange(len(power)), power).to_parquet(root / "test_spectrograms" / "1.parquet",
